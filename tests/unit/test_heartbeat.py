@@ -1,0 +1,168 @@
+"""
+The keepalive state machine on plain values: no reactor, no Autobahn.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from twisted_keepalive._heartbeat import Cause, Heartbeat, PingInFlight, Verdict
+
+
+def started(interval: float | None = 10.0, timeout: float | None = 5.0) -> Heartbeat:
+    heartbeat = Heartbeat(interval, timeout)
+    heartbeat.start(0.0)
+    return heartbeat
+
+
+def test_first_ping_is_due_one_interval_after_open() -> None:
+    heartbeat = started()
+    assert heartbeat.wake_at == 10.0
+    assert heartbeat.wake(9.0) is Verdict.WAIT
+    assert heartbeat.wake(10.0) is Verdict.PING
+    assert heartbeat.keepalive_payload is not None
+
+
+def test_first_delay_can_be_shorter_than_the_interval() -> None:
+    heartbeat = Heartbeat(10.0, 5.0)
+    heartbeat.start(100.0, first_delay=3.0)
+    assert heartbeat.wake_at == 103.0
+
+
+def test_pong_sets_latency_and_next_ping_is_an_interval_after_the_last() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    payload = heartbeat.keepalive_payload
+    assert payload is not None
+    heartbeat.pong_received(payload, 10.25)
+    assert heartbeat.latency == pytest.approx(0.25)
+    assert heartbeat.keepalive_payload is None
+    # Ping to ping, like websockets: the wait is the interval less the latency.
+    assert heartbeat.wake_at == 20.0
+
+
+def test_slow_pong_sends_next_ping_at_once_when_round_trip_exceeds_interval() -> None:
+    heartbeat = started(interval=1.0, timeout=5.0)
+    heartbeat.wake(1.0)
+    payload = heartbeat.keepalive_payload
+    assert payload is not None
+    heartbeat.pong_received(payload, 3.5)
+    assert heartbeat.wake_at == 3.5
+
+
+def test_no_pong_within_timeout_rechecks_once_then_times_out() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    assert heartbeat.wake_at == 15.0
+    assert heartbeat.wake(14.0) is Verdict.WAIT
+    assert heartbeat.wake(15.0) is Verdict.RECHECK
+    assert heartbeat.wake(15.0) is Verdict.TIMEOUT
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.PEER_SILENT
+    assert heartbeat.timeout.waited == pytest.approx(5.0)
+    assert heartbeat.wake_at is None
+
+
+def test_pong_read_during_recheck_saves_the_connection() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    payload = heartbeat.keepalive_payload
+    assert payload is not None
+    assert heartbeat.wake(16.0) is Verdict.RECHECK
+    heartbeat.pong_received(payload, 16.0)
+    assert heartbeat.wake(16.0) is Verdict.WAIT
+    assert heartbeat.timeout is None
+
+
+def test_late_deadline_blames_the_stalled_reactor() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.wake(18.0)
+    assert heartbeat.wake(18.0) is Verdict.TIMEOUT
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.REACTOR_STALLED
+    assert heartbeat.timeout.lateness == pytest.approx(3.0)
+
+
+def test_without_timeout_pings_go_out_every_interval_regardless_of_pongs() -> None:
+    heartbeat = started(interval=10.0, timeout=None)
+    sent = []
+    for now in (10.0, 20.0, 30.0):
+        assert heartbeat.wake_at == now
+        assert heartbeat.wake(now) is Verdict.PING
+        sent.append(heartbeat.keepalive_payload)
+    assert len(set(sent)) == 3
+    assert heartbeat.timeout is None
+
+
+def test_without_interval_nothing_is_scheduled() -> None:
+    heartbeat = started(interval=None)
+    assert heartbeat.wake_at is None
+
+
+def test_pong_acknowledges_every_earlier_ping_with_its_own_latency() -> None:
+    heartbeat = started()
+    heartbeat.ping_sent(b"a", 1.0)
+    heartbeat.ping_sent(b"b", 2.0)
+    heartbeat.ping_sent(b"c", 3.0)
+    acknowledged = heartbeat.pong_received(b"b", 4.0)
+    assert acknowledged == ((b"a", 3.0), (b"b", 2.0))
+    assert heartbeat.latency == 2.0
+    assert heartbeat.pong_received(b"c", 5.0) == ((b"c", 2.0),)
+
+
+def test_keepalive_pong_acknowledges_earlier_application_pings() -> None:
+    heartbeat = started()
+    heartbeat.ping_sent(b"app", 9.0)
+    heartbeat.wake(10.0)
+    payload = heartbeat.keepalive_payload
+    assert payload is not None
+    assert heartbeat.pong_received(payload, 10.5) == ((b"app", 1.5),)
+
+
+def test_application_pong_acknowledges_earlier_keepalive_ping() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.ping_sent(b"app", 11.0)
+    heartbeat.pong_received(b"app", 12.0)
+    assert heartbeat.keepalive_payload is None
+    assert heartbeat.wake_at == 20.0
+
+
+def test_unknown_and_unsolicited_pongs_change_nothing() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    assert heartbeat.pong_received(b"nope", 11.0) == ()
+    assert heartbeat.keepalive_payload is not None
+    assert heartbeat.latency == 0.0
+
+
+def test_duplicate_payload_in_flight_is_refused() -> None:
+    heartbeat = started()
+    heartbeat.ping_sent(b"x", 1.0)
+    with pytest.raises(PingInFlight, match="already waiting"):
+        heartbeat.ping_sent(b"x", 2.0)
+
+
+def test_forgotten_ping_is_not_acknowledged() -> None:
+    heartbeat = started()
+    heartbeat.ping_sent(b"x", 1.0)
+    heartbeat.forget(b"x")
+    assert heartbeat.pong_received(b"x", 2.0) == ()
+
+
+def test_new_payloads_are_unique() -> None:
+    heartbeat = started()
+    payloads = set()
+    for _ in range(1000):
+        payload = heartbeat.new_payload()
+        heartbeat.ping_sent(payload, 1.0)
+        payloads.add(payload)
+    assert len(payloads) == 1000
+
+
+def test_stop_returns_pending_application_pings_and_unschedules() -> None:
+    heartbeat = started()
+    heartbeat.ping_sent(b"x", 1.0)
+    assert heartbeat.stop() == (b"x",)
+    assert heartbeat.wake_at is None

@@ -1,0 +1,26 @@
+"""
+WebSocket keepalive and heartbeat for Twisted, on Autobahn's framing.
+
+Mix :class:`KeepaliveMixin` into an Autobahn ``WebSocketServerProtocol`` or
+``WebSocketClientProtocol``: it pings the peer every ``ping_interval`` seconds,
+fails the connection with 1011 "keepalive ping timeout" when no Pong comes
+back within ``ping_timeout`` seconds, measures ``latency`` and offers
+``ping()``.
+"""
+
+from ._config import KeepaliveConfig
+from ._errors import ConnectionClosed, PingInFlight
+from ._heartbeat import Cause, Timeout
+from ._mixin import KeepaliveMixin, set_keepalive_options
+
+__all__ = [
+    "Cause",
+    "ConnectionClosed",
+    "KeepaliveConfig",
+    "KeepaliveMixin",
+    "PingInFlight",
+    "Timeout",
+    "set_keepalive_options",
+]
+
+__version__ = "0.1.0"

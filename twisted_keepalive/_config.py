@@ -1,0 +1,95 @@
+"""
+Validation of keepalive settings, shared by the mixin, the factory options and
+the command line, so that a bad value is refused the same way wherever it
+comes from: early, with the name of the setting in the message.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Seconds between keepalive pings when nothing else is configured.  The same
+#: as the ``websockets`` library: well under the 30-120 s after which proxies
+#: and load balancers typically drop an idle connection.
+DEFAULT_PING_INTERVAL = 20.0
+
+#: Seconds to wait for the Pong before failing the connection.  Long enough
+#: for a congested mobile link, short enough that a dead peer is noticed
+#: within a minute with the default interval.
+DEFAULT_PING_TIMEOUT = 20.0
+
+#: Seconds to wait, after sending the 1011 Close frame of a keepalive timeout,
+#: before the TCP connection is aborted.  A dead peer never answers the Close
+#: and its socket may never drain, so the abort is what actually frees the
+#: connection.  The same as ``websockets``' ``close_timeout``.
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
+#: The settings a factory or an instance may override.
+SETTING_NAMES = ("ping_interval", "ping_timeout", "close_timeout")
+
+
+def validate_seconds(name: str, value: object, *, allow_none: bool) -> float | None:
+    """
+    Check that ``value`` is a usable number of seconds for the setting ``name``.
+
+    :return: ``value`` as a ``float``, or ``None`` when ``allow_none`` and it is
+        ``None``.
+    :raises TypeError: ``value`` is not a number (``bool`` is refused too: a
+        ``True`` interval is always a mistake).
+    :raises ValueError: ``value`` is zero, negative, NaN or infinite.
+    """
+    expected = "a positive number of seconds" + (" or None" if allow_none else "")
+    if value is None:
+        if allow_none:
+            return None
+        raise TypeError(f"{name} must be {expected}, not None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be {expected}, not {type(value).__name__} {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name} must be {expected}, not {value!r}")
+    return seconds
+
+
+def validate_setting(name: str, value: object) -> float | None:
+    """
+    Validate one of :data:`SETTING_NAMES`; only ``close_timeout`` refuses ``None``.
+    """
+    if name not in SETTING_NAMES:
+        raise TypeError(
+            f"unknown keepalive setting {name!r}; expected one of {', '.join(SETTING_NAMES)}"
+        )
+    return validate_seconds(name, value, allow_none=name != "close_timeout")
+
+
+@dataclass(frozen=True)
+class KeepaliveConfig:
+    """
+    The settings in force on one connection, resolved once when it opens.
+
+    :ivar ping_interval: seconds between keepalive pings; ``None`` disables
+        keepalive and heartbeat.
+    :ivar ping_timeout: seconds to wait for a Pong; ``None`` disables the
+        heartbeat only.
+    :ivar close_timeout: seconds between the 1011 Close frame and the abort.
+    """
+
+    ping_interval: float | None = DEFAULT_PING_INTERVAL
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        for name in SETTING_NAMES:
+            validate_setting(name, getattr(self, name))
+
+    @property
+    def detection_bound(self) -> float | None:
+        """
+        Seconds after the last sign of life within which a dead peer's
+        connection is gone: ``ping_interval + ping_timeout + close_timeout``,
+        or ``None`` when the heartbeat is off.
+        """
+        if self.ping_interval is None or self.ping_timeout is None:
+            return None
+        return self.ping_interval + self.ping_timeout + self.close_timeout

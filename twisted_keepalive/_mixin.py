@@ -1,0 +1,499 @@
+"""
+The Autobahn/Twisted adapter: :class:`KeepaliveMixin` translates Autobahn's
+events into calls on a :class:`~twisted_keepalive._heartbeat.Heartbeat` and
+carries out its verdicts with one ``DelayedCall`` and Autobahn's framing.
+
+It hooks Autobahn's internal dispatchers (``_onOpen``, ``_onPong``,
+``_onClose``, ``_connectionLost``) rather than the public ``onOpen`` /
+``onPong`` / ``onClose``, because most Autobahn protocols override those
+without calling ``super()``; a mixin relying on them would silently do nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
+
+from ._config import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    SETTING_NAMES,
+    KeepaliveConfig,
+    validate_setting,
+)
+from ._errors import ConnectionClosed
+from ._heartbeat import Heartbeat, Timeout, Verdict
+
+__all__ = ["KeepaliveMixin", "set_keepalive_options"]
+
+_log = Logger(namespace="twisted_keepalive")
+
+#: Close code and reason of a keepalive timeout, as in ``websockets``.
+TIMEOUT_CLOSE_CODE = 1011
+TIMEOUT_CLOSE_REASON = "keepalive ping timeout"
+
+_STATE_OPEN = WebSocketProtocol.STATE_OPEN
+
+#: The attribute of a factory that :func:`set_keepalive_options` fills.
+_FACTORY_OPTIONS = "keepalive_options"
+
+
+class _DelayedCall(Protocol):
+    # The part of IDelayedCall used here, as a type mypy understands without
+    # the zope plugin.
+    def active(self) -> bool: ...
+    def cancel(self) -> None: ...
+    def reset(self, secondsFromNow: float) -> None: ...
+
+
+class _Clock(Protocol):
+    # The part of IReactorTime used here.
+    def seconds(self) -> float: ...
+    def callLater(self, delay: float, callable: Callable[[], object]) -> _DelayedCall: ...
+
+
+class _Setting:
+    """
+    A keepalive setting on the mixin: validated the moment it is assigned on an
+    instance (subclass attributes are validated by ``__init_subclass__``).
+
+    Reading it on an instance gives the value in force for that instance:
+    its own, else its factory's (:func:`set_keepalive_options`), else its
+    class's.
+    """
+
+    def __init__(self, name: str, default: float | None) -> None:
+        self.name = name
+        self.default = default
+        self.slot = "_keepalive_own_" + name
+
+    def __get__(self, instance: object, owner: type | None = None) -> float | None:
+        if instance is None:
+            return self.default
+        own = instance.__dict__
+        if self.slot in own:
+            return own[self.slot]  # type: ignore[no-any-return]
+        factory_options = getattr(getattr(instance, "factory", None), _FACTORY_OPTIONS, None)
+        if factory_options is not None and self.name in factory_options:
+            return factory_options[self.name]  # type: ignore[no-any-return]
+        return self.default
+
+    def __set__(self, instance: object, value: object) -> None:
+        instance.__dict__[self.slot] = validate_setting(self.name, value)
+
+    def __delete__(self, instance: object) -> None:
+        instance.__dict__.pop(self.slot, None)
+
+
+def set_keepalive_options(factory: object, **options: float | None) -> None:
+    """
+    Configure keepalive for every connection a factory builds, the way
+    Autobahn's ``factory.setProtocolOptions(...)`` configures its protocols::
+
+        factory = WebSocketServerFactory("ws://127.0.0.1:9000")
+        factory.protocol = Chat
+        set_keepalive_options(factory, ping_interval=10.0, ping_timeout=5.0)
+
+    Only the settings given change; each is validated now.  A factory's
+    settings override the protocol class's attributes, and an attribute set on
+    one protocol instance overrides both.
+
+    :param factory: an Autobahn WebSocket server or client factory.
+    :param ping_interval: seconds between keepalive pings; ``None`` disables
+        keepalive and heartbeat.  Default 20.0.
+    :param ping_timeout: seconds to wait for a Pong; ``None`` disables the
+        heartbeat only.  Default 20.0.
+    :param close_timeout: seconds between the 1011 Close frame of a keepalive
+        timeout and the abort of the TCP connection.  Default 10.0.
+    :raises TypeError: an unknown setting or a value that is not a number.
+    :raises ValueError: a value that is not a positive, finite number of
+        seconds, or keepalive on a factory that already runs Autobahn's own
+        ``autoPingInterval`` (the peer would get two pings per interval).
+    """
+    validated = {name: validate_setting(name, value) for name, value in options.items()}
+    current: Mapping[str, float | None] = getattr(factory, _FACTORY_OPTIONS, None) or {}
+    merged = {**current, **validated}
+    auto_ping = getattr(factory, "autoPingInterval", 0)
+    if auto_ping and merged.get("ping_interval", DEFAULT_PING_INTERVAL) is not None:
+        raise ValueError(
+            f"factory already runs Autobahn's auto-ping (autoPingInterval={auto_ping!r}); "
+            "turn it off with setProtocolOptions(autoPingInterval=0) to use keepalive, "
+            "or pass ping_interval=None"
+        )
+    setattr(factory, _FACTORY_OPTIONS, MappingProxyType(merged))
+
+
+class KeepaliveMixin:
+    """
+    Keepalive and heartbeat for an Autobahn Twisted WebSocket protocol.
+
+    Put it first among the bases of a ``WebSocketServerProtocol`` or
+    ``WebSocketClientProtocol`` subclass::
+
+        class Chat(KeepaliveMixin, WebSocketServerProtocol):
+            ping_interval = 20.0
+            ping_timeout = 20.0
+
+    After the opening handshake it sends a Ping every ``ping_interval``
+    seconds (Ping to Ping, one keepalive Ping in flight at a time).  If no
+    Pong comes back within ``ping_timeout`` seconds, it fails the connection
+    with close code 1011 "keepalive ping timeout" and aborts the TCP
+    connection ``close_timeout`` seconds later if it is still there.
+
+    Settings (class attributes, instance attributes, or per factory through
+    :func:`set_keepalive_options`), validated when assigned:
+
+    :cvar ping_interval: seconds between keepalive Pings; ``None`` disables
+        keepalive and heartbeat (:meth:`ping` still works).  Default 20.0.
+    :cvar ping_timeout: seconds to wait for the Pong; ``None`` disables the
+        heartbeat only: Pings keep the connection busy but silence never
+        fails it.  Default 20.0.
+    :cvar close_timeout: seconds to wait for the closing handshake after a
+        keepalive timeout before aborting the TCP connection.  Default 10.0.
+    :cvar clock: the ``IReactorTime`` that schedules the deadlines; ``None``
+        (the default) uses the factory's reactor.  Inject a
+        ``twisted.internet.task.Clock`` in tests.
+    """
+
+    if TYPE_CHECKING:
+        ping_interval: float | None = DEFAULT_PING_INTERVAL
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+        # Provided by the Autobahn protocol this is mixed into.
+        factory: Any
+        transport: Any
+        state: int
+        peer: str
+        wasClean: bool
+        wasNotCleanReason: str | None
+        autoPingInterval: float
+        autoPingTimeout: float
+        autoPingPendingCall: Any
+
+        def sendPing(self, payload: bytes | None = None) -> None: ...
+        def sendCloseFrame(
+            self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+        ) -> None: ...
+
+    else:
+        ping_interval = _Setting("ping_interval", DEFAULT_PING_INTERVAL)
+        ping_timeout = _Setting("ping_timeout", DEFAULT_PING_TIMEOUT)
+        close_timeout = _Setting("close_timeout", DEFAULT_CLOSE_TIMEOUT)
+
+    clock: IReactorTime | None = None
+
+    _keepalive_heartbeat: Heartbeat | None = None
+    _keepalive_timer: _DelayedCall | None = None
+    _keepalive_timer_at = 0.0
+    _keepalive_abort: _DelayedCall | None = None
+    _keepalive_waiters: dict[bytes, Deferred[float]] | None = None
+    _keepalive_closed: ConnectionClosed | None = None
+    _keepalive_clock: _Clock
+    _keepalive_now: Callable[[], float]
+    _keepalive_config: KeepaliveConfig
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass attribute like ``ping_interval = 5`` replaces the
+        # descriptor; check it now (at import, not at the first ping) and put
+        # a validating descriptor back so instance assignments stay checked.
+        for name in SETTING_NAMES:
+            value = cls.__dict__.get(name)
+            if name in cls.__dict__ and not isinstance(value, _Setting):
+                try:
+                    checked = validate_setting(name, value)
+                except (TypeError, ValueError) as e:
+                    raise type(e)(f"{cls.__qualname__}.{e}") from None
+                setattr(cls, name, _Setting(name, checked))
+
+    # -- public API ---------------------------------------------------------
+
+    @property
+    def latency(self) -> float:
+        """
+        Seconds of the last keepalive or :meth:`ping` round trip, measured with
+        a monotonic clock; 0.0 before the first Pong.
+        """
+        heartbeat = self._keepalive_heartbeat
+        return 0.0 if heartbeat is None else heartbeat.latency
+
+    @property
+    def keepalive_config(self) -> KeepaliveConfig:
+        """The settings in force on this connection (resolved when it opened)."""
+        try:
+            return self._keepalive_config
+        except AttributeError:
+            return self._resolve_config()
+
+    def ping(self, data: bytes | str | None = None) -> Deferred[float]:
+        """
+        Send a Ping now and measure its round trip.
+
+        :param data: the Ping payload, at most 125 bytes; a ``str`` is sent
+            UTF-8 encoded; ``None`` (the default) picks a unique random one.
+        :return: a ``Deferred`` that fires with the round-trip latency in
+            seconds when the matching Pong (or a Pong for a later Ping)
+            arrives, and fails with :class:`ConnectionClosed` if the
+            connection closes first or is not open.  Cancelling it stops
+            waiting for that Pong.
+        :raises TypeError: ``data`` is not ``bytes``, ``str`` or ``None``.
+        :raises ValueError: ``data`` is longer than 125 bytes.
+        :raises PingInFlight: a Ping with the same payload is already waiting
+            for its Pong.
+        """
+        if data is None:
+            payload = None
+        elif isinstance(data, bytes):
+            payload = data
+        elif isinstance(data, str):
+            payload = data.encode("utf-8")
+        else:
+            raise TypeError(f"ping data must be bytes, str or None, not {type(data).__name__}")
+        if payload is not None and len(payload) > 125:
+            raise ValueError(
+                f"ping data must be at most 125 bytes (RFC 6455 control frame), not {len(payload)}"
+            )
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is None or self.state != _STATE_OPEN:
+            return fail(self._keepalive_not_open(heartbeat))
+        if payload is None:
+            payload = heartbeat.new_payload()
+        heartbeat.ping_sent(payload, self._keepalive_now())
+        waiters = self._keepalive_waiters
+        if waiters is None:
+            waiters = self._keepalive_waiters = {}
+
+        def forget(_: Deferred[float]) -> None:
+            heartbeat.forget(payload)
+            waiters.pop(payload, None)
+
+        waiter: Deferred[float] = Deferred(forget)
+        waiters[payload] = waiter
+        self.sendPing(payload)
+        return waiter
+
+    # -- Autobahn hooks -----------------------------------------------------
+
+    def _onOpen(self) -> None:
+        try:
+            super()._onOpen()  # type: ignore[misc]
+        finally:
+            # After the application's onOpen, so that settings it assigns
+            # there apply, and only if it did not close the connection.
+            if self.state == _STATE_OPEN:
+                self._keepalive_start()
+
+    def _onPong(self, payload: bytes) -> None:
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is not None:
+            acknowledged = heartbeat.pong_received(payload, self._keepalive_now())
+            if heartbeat.wake_at != self._keepalive_timer_at:
+                self._keepalive_schedule(heartbeat)
+            if acknowledged:
+                self._keepalive_settle(acknowledged)
+        super()._onPong(payload)  # type: ignore[misc]
+
+    def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is not None and heartbeat.timeout is not None and not wasClean:
+            # Autobahn reports the abort as a closing-handshake timeout; the
+            # application should learn why the connection was failed.
+            reason = f"{TIMEOUT_CLOSE_REASON} ({reason})"
+        self._keepalive_stop(ConnectionClosed(code, reason or "connection closed"))
+        super()._onClose(wasClean, code, reason)  # type: ignore[misc]
+
+    def _connectionLost(self, reason: Any) -> None:
+        try:
+            super()._connectionLost(reason)  # type: ignore[misc]
+        finally:
+            # Normally _onClose has already stopped everything; this covers
+            # connections lost before the handshake and Autobahn paths that
+            # skip _onClose.
+            self._keepalive_stop(ConnectionClosed(1006, "connection lost"))
+
+    # -- the adapter --------------------------------------------------------
+
+    def _resolve_config(self) -> KeepaliveConfig:
+        return KeepaliveConfig(
+            ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            close_timeout=self.close_timeout,
+        )
+
+    def _keepalive_start(self) -> None:
+        config = self._keepalive_config = self._resolve_config()
+        clock: Any = self.clock or getattr(self.factory, "reactor", None)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self._keepalive_clock = clock
+        # A real reactor's seconds() is wall-clock time, which jumps; latency
+        # and deadlines are measured on the monotonic clock instead.  A test
+        # clock is the only time there is.
+        self._keepalive_now = time.monotonic if IReactorCore.providedBy(clock) else clock.seconds
+        self._keepalive_disable_autoping(config)
+        heartbeat = self._keepalive_heartbeat = Heartbeat(config.ping_interval, config.ping_timeout)
+        heartbeat.start(self._keepalive_now())
+        self._keepalive_schedule(heartbeat)
+
+    def _keepalive_disable_autoping(self, config: KeepaliveConfig) -> None:
+        if config.ping_interval is None or not getattr(self, "autoPingInterval", 0):
+            return
+        # Two keepalives would double the pings and race to fail the
+        # connection; ours has the timeout cause, the 1011 close and the
+        # latency, so Autobahn's stands down.  Warn once per factory, not once
+        # per connection.
+        call = getattr(self, "autoPingPendingCall", None)
+        if call is not None:
+            call.cancel()
+            self.autoPingPendingCall = None
+        interval = self.autoPingInterval
+        self.autoPingInterval = 0
+        self.autoPingTimeout = 0
+        if not getattr(self.factory, "_keepalive_autoping_warned", False):
+            self.factory._keepalive_autoping_warned = True
+            _log.warn(
+                "Autobahn's autoPingInterval={auto_ping_interval} is set on the factory of "
+                "{protocol}; KeepaliveMixin disabled it on these connections to avoid "
+                "double pings. Set autoPingInterval=0 to silence this warning.",
+                auto_ping_interval=interval,
+                protocol=type(self).__qualname__,
+            )
+
+    def _keepalive_schedule(self, heartbeat: Heartbeat) -> None:
+        wake_at = heartbeat.wake_at
+        timer = self._keepalive_timer
+        if wake_at is None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            self._keepalive_timer = None
+            self._keepalive_timer_at = 0.0
+            return
+        delay = wake_at - self._keepalive_now()
+        if delay < 0:
+            delay = 0
+        if timer is not None and timer.active():
+            # Moving a pending DelayedCall later is a few attribute writes in
+            # Twisted's reactor; a new callLater would push onto its heap.
+            timer.reset(delay)
+        else:
+            self._keepalive_timer = self._keepalive_clock.callLater(delay, self._keepalive_wake)
+        self._keepalive_timer_at = wake_at
+
+    def _keepalive_wake(self) -> None:
+        self._keepalive_timer = None
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is None:
+            return
+        if self.state != _STATE_OPEN:
+            # Closing: Autobahn's closing handshake (and our abort, if we
+            # started it) decides from here.
+            heartbeat.stop()
+            return
+        verdict = heartbeat.wake(self._keepalive_now())
+        if verdict is Verdict.PING:
+            self.sendPing(heartbeat.keepalive_payload)
+        elif verdict is Verdict.RECHECK:
+            self._keepalive_timer_at = -1.0
+            self._keepalive_timer = self._keepalive_clock.callLater(0, self._keepalive_wake)
+            return
+        elif verdict is Verdict.TIMEOUT:
+            assert heartbeat.timeout is not None
+            self._keepalive_fail(heartbeat.timeout)
+            return
+        self._keepalive_schedule(heartbeat)
+
+    def _keepalive_fail(self, timeout: Timeout) -> None:
+        config = self._keepalive_config
+        _log.warn(
+            "keepalive ping timeout: no pong from {peer} within {ping_timeout} s "
+            "(waited {waited:.3f} s, cause {cause_name}, reactor {lateness:.3f} s late, "
+            "last latency {latency:.3f} s); failing the connection with 1011",
+            peer=self.peer,
+            cause_name=timeout.cause.value,
+            cause=timeout.cause,
+            waited=timeout.waited,
+            lateness=timeout.lateness,
+            latency=timeout.latency,
+            ping_interval=timeout.ping_interval,
+            ping_timeout=timeout.ping_timeout,
+            close_timeout=config.close_timeout,
+            keepalive_event="timeout",
+        )
+        closed = ConnectionClosed(TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON)
+        self._keepalive_closed = closed
+        self._keepalive_fail_waiters(closed)
+        self.wasClean = False
+        self.wasNotCleanReason = TIMEOUT_CLOSE_REASON
+        # Autobahn's public sendClose() refuses 1011 and its _fail_connection()
+        # drops TCP without a Close frame (failByDrop); sendCloseFrame() is
+        # the route that sends 1011 and starts the closing handshake.
+        self.sendCloseFrame(
+            code=TIMEOUT_CLOSE_CODE, reasonUtf8=TIMEOUT_CLOSE_REASON.encode(), isReply=False
+        )
+        # A dead peer never answers the Close, and a full send buffer may
+        # never let it out: the abort is what frees the connection.
+        self._keepalive_abort = self._keepalive_clock.callLater(
+            config.close_timeout, self._keepalive_abort_now
+        )
+
+    def _keepalive_abort_now(self) -> None:
+        self._keepalive_abort = None
+        _log.info(
+            "keepalive: aborting the connection to {peer}: no closing handshake "
+            "within {close_timeout} s",
+            peer=self.peer,
+            close_timeout=self._keepalive_config.close_timeout,
+            keepalive_event="abort",
+        )
+        transport = self.transport
+        if hasattr(transport, "abortConnection"):
+            transport.abortConnection()
+        else:
+            transport.loseConnection()
+
+    def _keepalive_not_open(self, heartbeat: Heartbeat | None) -> ConnectionClosed:
+        closed = self._keepalive_closed
+        if closed is not None:
+            return ConnectionClosed(closed.code, closed.reason)
+        if heartbeat is None:
+            return ConnectionClosed(None, "the WebSocket connection is not open yet")
+        return ConnectionClosed(None, "the WebSocket connection is closing")
+
+    def _keepalive_settle(self, acknowledged: tuple[tuple[bytes, float], ...]) -> None:
+        waiters = self._keepalive_waiters
+        if not waiters:
+            return
+        for payload, latency in acknowledged:
+            waiter = waiters.pop(payload, None)
+            if waiter is not None:
+                waiter.callback(latency)
+
+    def _keepalive_fail_waiters(self, closed: ConnectionClosed) -> None:
+        waiters = self._keepalive_waiters
+        if not waiters:
+            return
+        self._keepalive_waiters = None
+        for waiter in waiters.values():
+            waiter.errback(ConnectionClosed(closed.code, closed.reason))
+
+    def _keepalive_stop(self, closed: ConnectionClosed) -> None:
+        if self._keepalive_closed is None:
+            self._keepalive_closed = closed
+        for name in ("_keepalive_timer", "_keepalive_abort"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is not None:
+            heartbeat.stop()
+        self._keepalive_fail_waiters(self._keepalive_closed)
