@@ -283,11 +283,13 @@ class KeepaliveMixin:
     # -- Autobahn hooks -----------------------------------------------------
 
     def _onOpen(self) -> None:
+        # ping() must work inside the application's onOpen, so the heartbeat
+        # exists before it runs; the schedule starts after it, so that
+        # settings it assigns there apply, and only if it kept the connection.
+        self._keepalive_prepare()
         try:
             super()._onOpen()  # type: ignore[misc]
         finally:
-            # After the application's onOpen, so that settings it assigns
-            # there apply, and only if it did not close the connection.
             if self.state == _STATE_OPEN:
                 self._keepalive_start()
 
@@ -328,8 +330,7 @@ class KeepaliveMixin:
             close_timeout=self.close_timeout,
         )
 
-    def _keepalive_start(self) -> None:
-        config = self._keepalive_config = self._resolve_config()
+    def _keepalive_prepare(self) -> None:
         clock: Any = self.clock or getattr(self.factory, "reactor", None)
         if clock is None:
             from twisted.internet import reactor as clock
@@ -338,8 +339,15 @@ class KeepaliveMixin:
         # and deadlines are measured on the monotonic clock instead.  A test
         # clock is the only time there is.
         self._keepalive_now = time.monotonic if IReactorCore.providedBy(clock) else clock.seconds
+        self._keepalive_heartbeat = Heartbeat(None, None)
+
+    def _keepalive_start(self) -> None:
+        config = self._keepalive_config = self._resolve_config()
         self._keepalive_disable_autoping(config)
-        heartbeat = self._keepalive_heartbeat = Heartbeat(config.ping_interval, config.ping_timeout)
+        heartbeat = self._keepalive_heartbeat
+        assert heartbeat is not None
+        heartbeat.ping_interval = config.ping_interval
+        heartbeat.ping_timeout = config.ping_timeout
         heartbeat.start(self._keepalive_now())
         self._keepalive_schedule(heartbeat)
 

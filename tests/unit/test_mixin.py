@@ -443,3 +443,17 @@ def test_injected_clock_defaults_to_the_factory_reactor() -> None:
     peer.protocol.clock = None
     # open_server sets protocol.clock; a protocol without one uses the factory's reactor
     assert peer.protocol._keepalive_clock is clock
+
+
+def test_ping_works_inside_on_open() -> None:
+    results: list[Deferred[float]] = []
+
+    class Eager(EchoServer):
+        def onOpen(self) -> None:
+            results.append(self.ping(b"hello"))
+
+    peer = open_server(Eager)
+    assert peer.pings() == [b"hello"]
+    peer.clock.advance(0.125)
+    peer.pong(b"hello")
+    assert result_of(results[0]) == 0.125

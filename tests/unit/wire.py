@@ -145,9 +145,11 @@ def open_server(
         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n"
     )
-    response = transport.value()
+    response, _, frames_after = transport.value().partition(b"\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 101"), response
     transport.clear()
+    # Keep what the protocol wrote right after the handshake (in onOpen).
+    transport.io.write(frames_after)
     return Peer(protocol, transport, clock)
 
 
