@@ -111,10 +111,15 @@ class PeerProcess(protocol.ProcessProtocol):
 
 
 def spawn_peer(kind: str, *args: str) -> PeerProcess:
-    """Start a ``websockets`` (``kind="websockets"``) or ``ws`` (``"ws"``) peer."""
+    """
+    Start a peer: ``"websockets"`` or ``"ws"`` (Node), or the name of another
+    Python script in ``tests/peers`` (such as ``"raw_slow_frame"``).
+    """
     peer = PeerProcess()
     if kind == "websockets":
         argv = [sys.executable, "-u", str(PEERS / "websockets_peer.py"), *args]
+    elif (PEERS / f"{kind}.py").is_file():
+        argv = [sys.executable, "-u", str(PEERS / f"{kind}.py"), *args]
     elif kind == "ws":
         assert NODE is not None
         argv = [NODE, str(PEERS / "ws_peer.mjs"), *args]

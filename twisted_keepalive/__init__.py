@@ -12,14 +12,19 @@ from ._config import KeepaliveConfig
 from ._errors import ConnectionClosed, PingInFlight
 from ._heartbeat import Cause, Timeout
 from ._mixin import KeepaliveMixin, set_keepalive_options
+from ._stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag, collect_stats
 
 __all__ = [
+    "LATENCY_BUCKETS",
     "Cause",
     "ConnectionClosed",
     "KeepaliveConfig",
     "KeepaliveMixin",
+    "KeepaliveStats",
     "PingInFlight",
+    "ReactorLag",
     "Timeout",
+    "collect_stats",
     "set_keepalive_options",
 ]
 

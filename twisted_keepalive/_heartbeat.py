@@ -44,14 +44,21 @@ class Verdict(enum.Enum):
     #: Send a Ping with :attr:`Heartbeat.keepalive_payload` now.
     PING = "ping"
     #: The Pong deadline has passed, but the reactor has not read the socket
-    #: since: let it poll for I/O once (``callLater(0, ...)``) and ask again.
-    #: Twisted runs due timers *before* it reads, so without this a Pong that
-    #: arrived while the reactor was busy would be read only after the
-    #: verdict.
+    #: since: let it poll for I/O once (``callLater(0, ...)``), then call
+    #: :meth:`Heartbeat.judge` with what it saw.  Twisted runs due timers
+    #: *before* it reads, so without this a Pong that arrived while the
+    #: reactor was busy would be read only after the verdict.
     RECHECK = "recheck"
     #: No Pong within ``ping_timeout``: fail the connection; details in
     #: :attr:`Heartbeat.timeout`.
     TIMEOUT = "timeout"
+
+
+#: A peer that is demonstrably busy (mid-frame, or our Ping still queued
+#: behind our own data it is reading) gets more time for its Pong, but never
+#: more than this many ``ping_timeout``\ s after the Ping in total: a trickle
+#: must not keep a connection alive forever without a Pong.
+MAX_GRACE_FACTOR = 10
 
 
 class Cause(enum.Enum):
@@ -62,6 +69,31 @@ class Cause(enum.Enum):
     #: The deadline ran late because the reactor was blocked, and the peer
     #: was still silent once the reactor had read the socket.
     REACTOR_STALLED = "reactor_stalled"
+    #: The peer kept busy -- sending one frame, or reading our data ahead of
+    #: the Ping -- but too slowly to answer within ``MAX_GRACE_FACTOR`` times
+    #: ``ping_timeout``.
+    PEER_TOO_SLOW = "peer_too_slow"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """
+    What the adapter saw of the connection when a Pong deadline passed.
+
+    :ivar received_at: monotonic time of the last bytes from the peer.
+    :ivar mid_frame: the peer is in the middle of sending a frame, so its Pong
+        cannot come before that frame ends.
+    :ivar delivered: bytes of our outbound stream that have left the
+        transport's queue (see :meth:`Heartbeat.queued_behind`), or ``None``
+        when the transport cannot tell.
+    :ivar queued: bytes of ours still waiting to leave this host (transport
+        and kernel), or ``None``.
+    """
+
+    received_at: float
+    mid_frame: bool = False
+    delivered: int | None = None
+    queued: int | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,9 @@ class Timeout:
     :ivar cause: the :class:`Cause`.
     :ivar waited: seconds between the keepalive Ping and the verdict.
     :ivar lateness: seconds by which the deadline timer fired late (reactor lag).
+    :ivar idle: seconds since the last bytes from the peer.
+    :ivar queued: bytes of ours still waiting to leave this host at the
+        verdict, or ``None`` when the transport cannot tell.
     :ivar latency: the last measured round trip, seconds (0.0 if none yet).
     :ivar ping_interval: the interval in force, seconds.
     :ivar ping_timeout: the timeout in force, seconds.
@@ -81,6 +116,8 @@ class Timeout:
     cause: Cause
     waited: float
     lateness: float
+    idle: float
+    queued: int | None
     latency: float
     ping_interval: float | None
     ping_timeout: float
@@ -107,16 +144,19 @@ class Heartbeat:
     """
 
     __slots__ = (
+        "_delivered",
         "_explicit",
+        "_fired_at",
         "_next_ping_at",
         "_order",
-        "_rechecked",
         "keepalive_order",
         "keepalive_payload",
+        "keepalive_position",
         "keepalive_sent_at",
         "latency",
         "ping_interval",
         "ping_timeout",
+        "pongs",
         "timeout",
         "wake_at",
     )
@@ -126,6 +166,8 @@ class Heartbeat:
         self.ping_timeout = ping_timeout
         #: Seconds of the last measured round trip; 0.0 before the first Pong.
         self.latency = 0.0
+        #: Pongs that matched a Ping (each one measured :attr:`latency`).
+        self.pongs = 0
         #: When the adapter must call :meth:`wake` next (monotonic seconds),
         #: or ``None`` when nothing is scheduled.
         self.wake_at: float | None = None
@@ -133,10 +175,16 @@ class Heartbeat:
         self.keepalive_payload: bytes | None = None
         self.keepalive_sent_at = 0.0
         self.keepalive_order = 0
-        #: Set once :meth:`wake` returned :attr:`Verdict.TIMEOUT`.
+        #: Where the keepalive Ping ends in our outbound byte stream when it
+        #: was queued behind our own data (:meth:`queued_behind`); else ``None``.
+        self.keepalive_position: int | None = None
+        #: Set once :meth:`judge` returned :attr:`Verdict.TIMEOUT`.
         self.timeout: Timeout | None = None
         self._next_ping_at: float | None = None
-        self._rechecked = False
+        # When the current deadline first fired (None: not yet), and how much
+        # of our stream had left at the last judgement (progress detection).
+        self._fired_at: float | None = None
+        self._delivered: int | None = None
         # Every Ping gets a rank in sending order, so that "this Pong
         # acknowledges every earlier Ping" is exact even when a test clock
         # gives two Pings the same time.
@@ -172,14 +220,13 @@ class Heartbeat:
             return Verdict.TIMEOUT
         timeout = self.ping_timeout
         if self.keepalive_payload is not None and timeout is not None:
-            deadline = self.keepalive_sent_at + timeout
+            deadline = self.wake_at
+            assert deadline is not None
             if now + _EARLY_WAKE_SLACK < deadline:
-                self.wake_at = deadline
                 return Verdict.WAIT
-            if not self._rechecked:
-                self._rechecked = True
-                return Verdict.RECHECK
-            return self._time_out(now, deadline)
+            if self._fired_at is None:
+                self._fired_at = now
+            return Verdict.RECHECK
         next_ping_at = self._next_ping_at
         if next_ping_at is None:
             self.wake_at = None
@@ -189,6 +236,82 @@ class Heartbeat:
             return Verdict.WAIT
         self._send_keepalive(now)
         return Verdict.PING
+
+    def judge(self, now: float, evidence: Evidence) -> Verdict:
+        """
+        After :attr:`Verdict.RECHECK`, with the socket read: time out, or
+        postpone the deadline for a peer that is demonstrably busy.
+
+        A peer mid-frame whose bytes are still arriving cannot send its Pong
+        before the frame ends; a Ping still queued behind our own data that
+        the peer is reading has not reached it yet.  Either way the peer is
+        alive, and the deadline moves to ``ping_timeout`` after the latest
+        sign of progress -- but never beyond ``MAX_GRACE_FACTOR`` times
+        ``ping_timeout`` after the Ping.
+
+        :return: :attr:`Verdict.WAIT` (Pong arrived meanwhile, or postponed:
+            sleep until :attr:`wake_at`) or :attr:`Verdict.TIMEOUT`.
+        """
+        if self.timeout is not None:
+            return Verdict.TIMEOUT
+        timeout = self.ping_timeout
+        if self.keepalive_payload is None or timeout is None:
+            # The Pong was read during the extra reactor turn.
+            self._fired_at = None
+            return Verdict.WAIT
+        sent_at = self.keepalive_sent_at
+        limit = sent_at + timeout * MAX_GRACE_FACTOR
+        progress_at = None
+        if evidence.mid_frame and evidence.received_at > sent_at:
+            progress_at = evidence.received_at
+        delivered = evidence.delivered
+        position = self.keepalive_position
+        baseline = self._delivered
+        if (
+            delivered is not None
+            and position is not None
+            and baseline is not None
+            and baseline < delivered < position
+        ):
+            # Our Ping is still queued here, and the data ahead of it is
+            # draining: the peer is reading, slowly.
+            progress_at = now
+        self._delivered = delivered
+        fired_at = self._fired_at if self._fired_at is not None else now
+        self._fired_at = None
+        deadline = self.wake_at if self.wake_at is not None else sent_at + timeout
+        if progress_at is not None and progress_at + timeout > now:
+            if now < limit:
+                self.wake_at = min(progress_at + timeout, limit)
+                return Verdict.WAIT
+            cause = Cause.PEER_TOO_SLOW
+        else:
+            # The recheck round costs one reactor turn; only lateness beyond
+            # the threshold says the reactor itself was not running.
+            stalled = fired_at - deadline > STALL_THRESHOLD
+            cause = Cause.REACTOR_STALLED if stalled else Cause.PEER_SILENT
+        self.timeout = Timeout(
+            cause=cause,
+            waited=now - sent_at,
+            lateness=max(0.0, fired_at - deadline),
+            idle=now - evidence.received_at,
+            queued=evidence.queued,
+            latency=self.latency,
+            ping_interval=self.ping_interval,
+            ping_timeout=timeout,
+        )
+        self.wake_at = None
+        return Verdict.TIMEOUT
+
+    def queued_behind(self, position: int, delivered: int) -> None:
+        """
+        The keepalive Ping just sent is queued behind our own unsent data.
+
+        :param position: where the Ping ends in our outbound byte stream.
+        :param delivered: how much of that stream has left the queue so far.
+        """
+        self.keepalive_position = position
+        self._delivered = delivered
 
     def _send_keepalive(self, now: float) -> None:
         interval = self.ping_interval
@@ -201,30 +324,15 @@ class Heartbeat:
         self.keepalive_payload = payload
         self.keepalive_sent_at = now
         self.keepalive_order = self._order
-        self._rechecked = False
+        self.keepalive_position = None
+        self._fired_at = None
+        self._delivered = None
         self._next_ping_at = now + interval
         timeout = self.ping_timeout
         # With a timeout, the Pong deadline comes first: the next Ping waits
         # for the Pong (one keepalive Ping in flight).  Without one, Pings go
         # out every interval regardless, like ``websockets``.
         self.wake_at = now + (interval if timeout is None else timeout)
-
-    def _time_out(self, now: float, deadline: float) -> Verdict:
-        lateness = max(0.0, now - deadline)
-        # The RECHECK round costs at most one reactor turn; only lateness
-        # beyond that says the reactor itself was not running.
-        cause = Cause.REACTOR_STALLED if lateness > STALL_THRESHOLD else Cause.PEER_SILENT
-        assert self.ping_timeout is not None
-        self.timeout = Timeout(
-            cause=cause,
-            waited=now - self.keepalive_sent_at,
-            lateness=lateness,
-            latency=self.latency,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-        )
-        self.wake_at = None
-        return Verdict.TIMEOUT
 
     # -- pongs ------------------------------------------------------------
 
@@ -240,6 +348,7 @@ class Heartbeat:
         if self.timeout is not None:
             return _NOTHING
         if payload == self.keepalive_payload:
+            self.pongs += 1
             self.latency = now - self.keepalive_sent_at
             rank = self.keepalive_order
             self._keepalive_acknowledged(now)
@@ -250,6 +359,7 @@ class Heartbeat:
         if entry is None:
             return _NOTHING
         rank, sent_at = entry
+        self.pongs += 1
         self.latency = now - sent_at
         if self.keepalive_payload is not None and self.keepalive_order < rank:
             self._keepalive_acknowledged(now)

@@ -11,6 +11,9 @@ without calling ``super()``; a mixin relying on them would silently do nothing.
 
 from __future__ import annotations
 
+import fcntl
+import struct
+import termios
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -30,7 +33,8 @@ from ._config import (
     validate_setting,
 )
 from ._errors import ConnectionClosed
-from ._heartbeat import Heartbeat, Timeout, Verdict
+from ._heartbeat import Evidence, Heartbeat, Timeout, Verdict
+from ._stats import KeepaliveStats
 
 __all__ = ["KeepaliveMixin", "set_keepalive_options"]
 
@@ -177,6 +181,7 @@ class KeepaliveMixin:
         autoPingInterval: float
         autoPingTimeout: float
         autoPingPendingCall: Any
+        trafficStats: Any
 
         def sendPing(self, payload: bytes | None = None) -> None: ...
         def sendCloseFrame(
@@ -197,8 +202,12 @@ class KeepaliveMixin:
     _keepalive_waiters: dict[bytes, Deferred[float]] | None = None
     _keepalive_closed: ConnectionClosed | None = None
     _keepalive_clock: _Clock
-    _keepalive_now: Callable[[], float]
+    # Class-level so that bytes read before the handshake completes have a
+    # clock; _keepalive_prepare() picks the real one.
+    _keepalive_now: Callable[[], float] = time.monotonic
     _keepalive_config: KeepaliveConfig
+    _keepalive_stats: KeepaliveStats | None = None
+    _keepalive_rx_at = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -280,6 +289,23 @@ class KeepaliveMixin:
         self.sendPing(payload)
         return waiter
 
+    # -- hooks for applications ---------------------------------------------
+
+    def onLatency(self, latency: float) -> None:
+        """
+        Called with each measured round trip (seconds), keepalive or
+        :meth:`ping`, after :attr:`latency` is updated.  Override to record
+        it; the default does nothing.
+        """
+
+    def onKeepaliveTimeout(self, timeout: Timeout) -> None:
+        """
+        Called once when the heartbeat gives up on the peer, before the 1011
+        Close frame goes out.  ``timeout`` says why (:class:`Cause`) and
+        carries the timings that were logged.  Override to record it; the
+        default does nothing (the warning is logged either way).
+        """
+
     # -- Autobahn hooks -----------------------------------------------------
 
     def _onOpen(self) -> None:
@@ -293,14 +319,27 @@ class KeepaliveMixin:
             if self.state == _STATE_OPEN:
                 self._keepalive_start()
 
+    def _dataReceived(self, data: bytes) -> None:
+        # The time of the peer's last bytes: evidence for a deadline verdict
+        # (a peer mid-frame is alive) and the "idle" figure in its log.
+        self._keepalive_rx_at = self._keepalive_now()
+        super()._dataReceived(data)  # type: ignore[misc]
+
     def _onPong(self, payload: bytes) -> None:
         heartbeat = self._keepalive_heartbeat
         if heartbeat is not None:
+            pongs_before = heartbeat.pongs
             acknowledged = heartbeat.pong_received(payload, self._keepalive_now())
             if heartbeat.wake_at != self._keepalive_timer_at:
                 self._keepalive_schedule(heartbeat)
             if acknowledged:
                 self._keepalive_settle(acknowledged)
+            if heartbeat.pongs != pongs_before:
+                latency = heartbeat.latency
+                stats = self._keepalive_stats
+                if stats is not None:
+                    stats.observe_latency(latency)
+                self.onLatency(latency)
         super()._onPong(payload)  # type: ignore[misc]
 
     def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
@@ -339,7 +378,11 @@ class KeepaliveMixin:
         # and deadlines are measured on the monotonic clock instead.  A test
         # clock is the only time there is.
         self._keepalive_now = time.monotonic if IReactorCore.providedBy(clock) else clock.seconds
+        self._keepalive_rx_at = self._keepalive_now()
         self._keepalive_heartbeat = Heartbeat(None, None)
+        stats = self._keepalive_stats = getattr(self.factory, "keepalive_stats", None)
+        if stats is not None:
+            stats.opened += 1
 
     def _keepalive_start(self) -> None:
         config = self._keepalive_config = self._resolve_config()
@@ -407,50 +450,102 @@ class KeepaliveMixin:
             return
         verdict = heartbeat.wake(self._keepalive_now())
         if verdict is Verdict.PING:
-            self.sendPing(heartbeat.keepalive_payload)
+            self._keepalive_send(heartbeat)
         elif verdict is Verdict.RECHECK:
+            # Let the reactor poll the socket once before judging: it runs
+            # due timers before reading, so a Pong that arrived while it was
+            # blocked has not been read yet.
             self._keepalive_timer_at = -1.0
-            self._keepalive_timer = self._keepalive_clock.callLater(0, self._keepalive_wake)
-            return
-        elif verdict is Verdict.TIMEOUT:
-            assert heartbeat.timeout is not None
-            self._keepalive_fail(heartbeat.timeout)
+            self._keepalive_timer = self._keepalive_clock.callLater(0, self._keepalive_judge)
             return
         self._keepalive_schedule(heartbeat)
+
+    def _keepalive_send(self, heartbeat: Heartbeat) -> None:
+        transport = self.transport
+        backlog = _transport_backlog(transport)
+        traffic = self.trafficStats
+        if backlog:
+            before = traffic.outgoingOctetsWireLevel
+        self.sendPing(heartbeat.keepalive_payload)
+        if backlog:
+            # The Ping waits behind our own unsent data: remember where, so
+            # that a slow reader draining that data is not taken for dead.
+            heartbeat.queued_behind(traffic.outgoingOctetsWireLevel, before - backlog)
+        stats = self._keepalive_stats
+        if stats is not None:
+            stats.pings_sent += 1
+
+    def _keepalive_judge(self) -> None:
+        self._keepalive_timer = None
+        heartbeat = self._keepalive_heartbeat
+        if heartbeat is None or self.state != _STATE_OPEN:
+            return
+        transport = self.transport
+        backlog = _transport_backlog(transport)
+        delivered = None
+        if backlog is not None:
+            delivered = self.trafficStats.outgoingOctetsWireLevel - backlog
+        kernel = _kernel_unsent(transport)
+        queued = None if backlog is None and kernel is None else (backlog or 0) + (kernel or 0)
+        evidence = Evidence(
+            received_at=self._keepalive_rx_at,
+            mid_frame=getattr(self, "current_frame", None) is not None,
+            delivered=delivered,
+            queued=queued,
+        )
+        verdict = heartbeat.judge(self._keepalive_now(), evidence)
+        if verdict is Verdict.TIMEOUT:
+            assert heartbeat.timeout is not None
+            self._keepalive_fail(heartbeat.timeout)
+        else:
+            self._keepalive_schedule(heartbeat)
 
     def _keepalive_fail(self, timeout: Timeout) -> None:
         config = self._keepalive_config
         _log.warn(
-            "keepalive ping timeout: no pong from {peer} within {ping_timeout} s "
-            "(waited {waited:.3f} s, cause {cause_name}, reactor {lateness:.3f} s late, "
-            "last latency {latency:.3f} s); failing the connection with 1011",
+            "keepalive ping timeout: no pong from {peer} within {waited:.3f} s "
+            "(cause {cause_name}; timer {lateness:.3f} s late; peer idle {idle:.3f} s; "
+            "{queued} bytes queued outbound; last latency {latency:.3f} s); "
+            "failing the connection with 1011",
             peer=self.peer,
             cause_name=timeout.cause.value,
             cause=timeout.cause,
             waited=timeout.waited,
             lateness=timeout.lateness,
+            idle=timeout.idle,
+            queued=timeout.queued,
             latency=timeout.latency,
             ping_interval=timeout.ping_interval,
             ping_timeout=timeout.ping_timeout,
             close_timeout=config.close_timeout,
             keepalive_event="timeout",
         )
+        stats = self._keepalive_stats
+        if stats is not None:
+            stats.timeouts[timeout.cause] += 1
         closed = ConnectionClosed(TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON)
         self._keepalive_closed = closed
         self._keepalive_fail_waiters(closed)
-        self.wasClean = False
-        self.wasNotCleanReason = TIMEOUT_CLOSE_REASON
-        # Autobahn's public sendClose() refuses 1011 and its _fail_connection()
-        # drops TCP without a Close frame (failByDrop); sendCloseFrame() is
-        # the route that sends 1011 and starts the closing handshake.
-        self.sendCloseFrame(
-            code=TIMEOUT_CLOSE_CODE, reasonUtf8=TIMEOUT_CLOSE_REASON.encode(), isReply=False
-        )
-        # A dead peer never answers the Close, and a full send buffer may
-        # never let it out: the abort is what frees the connection.
-        self._keepalive_abort = self._keepalive_clock.callLater(
-            config.close_timeout, self._keepalive_abort_now
-        )
+        try:
+            self.onKeepaliveTimeout(timeout)
+        finally:
+            self.wasClean = False
+            self.wasNotCleanReason = TIMEOUT_CLOSE_REASON
+            if self.state == _STATE_OPEN:
+                # Autobahn's public sendClose() refuses 1011 and its
+                # _fail_connection() drops TCP without a Close frame
+                # (failByDrop); sendCloseFrame() sends 1011 and starts the
+                # closing handshake.
+                self.sendCloseFrame(
+                    code=TIMEOUT_CLOSE_CODE,
+                    reasonUtf8=TIMEOUT_CLOSE_REASON.encode(),
+                    isReply=False,
+                )
+            # A dead peer never answers the Close, and a full send buffer may
+            # never let it out: the abort is what frees the connection.
+            self._keepalive_abort = self._keepalive_clock.callLater(
+                config.close_timeout, self._keepalive_abort_now
+            )
 
     def _keepalive_abort_now(self) -> None:
         self._keepalive_abort = None
@@ -504,4 +599,36 @@ class KeepaliveMixin:
         heartbeat = self._keepalive_heartbeat
         if heartbeat is not None:
             heartbeat.stop()
+        stats = self._keepalive_stats
+        if stats is not None:
+            self._keepalive_stats = None
+            stats.closed += 1
         self._keepalive_fail_waiters(self._keepalive_closed)
+
+
+def _transport_backlog(transport: Any) -> int | None:
+    """
+    Bytes written to a Twisted TCP transport that it has not yet handed to
+    the kernel, or ``None`` when the transport does not say (TLS, unix, a
+    future Twisted): reads Twisted's private buffer attributes, and only
+    reads them.
+    """
+    temp = getattr(transport, "_tempDataLen", None)
+    buffer = getattr(transport, "dataBuffer", None)
+    offset = getattr(transport, "offset", None)
+    if temp is None or buffer is None or offset is None:
+        return None
+    try:
+        return len(buffer) - offset + temp  # type: ignore[no-any-return]
+    except TypeError:
+        return None
+
+
+def _kernel_unsent(transport: Any) -> int | None:
+    """Bytes in the kernel's send queue of the transport's socket (Linux), or ``None``."""
+    try:
+        handle = transport.getHandle()
+        fileno = handle.fileno()
+        return struct.unpack("i", fcntl.ioctl(fileno, termios.TIOCOUTQ, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+    except Exception:
+        return None

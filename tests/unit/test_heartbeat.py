@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_keepalive._heartbeat import Cause, Heartbeat, PingInFlight, Verdict
+from twisted_keepalive._heartbeat import (
+    MAX_GRACE_FACTOR,
+    Cause,
+    Evidence,
+    Heartbeat,
+    PingInFlight,
+    Verdict,
+)
+
+SILENT = Evidence(received_at=0.0)
 
 
 def started(interval: float | None = 10.0, timeout: float | None = 5.0) -> Heartbeat:
@@ -56,7 +65,7 @@ def test_no_pong_within_timeout_rechecks_once_then_times_out() -> None:
     assert heartbeat.wake_at == 15.0
     assert heartbeat.wake(14.0) is Verdict.WAIT
     assert heartbeat.wake(15.0) is Verdict.RECHECK
-    assert heartbeat.wake(15.0) is Verdict.TIMEOUT
+    assert heartbeat.judge(15.0, SILENT) is Verdict.TIMEOUT
     assert heartbeat.timeout is not None
     assert heartbeat.timeout.cause is Cause.PEER_SILENT
     assert heartbeat.timeout.waited == pytest.approx(5.0)
@@ -70,15 +79,16 @@ def test_pong_read_during_recheck_saves_the_connection() -> None:
     assert payload is not None
     assert heartbeat.wake(16.0) is Verdict.RECHECK
     heartbeat.pong_received(payload, 16.0)
-    assert heartbeat.wake(16.0) is Verdict.WAIT
+    assert heartbeat.judge(16.0, SILENT) is Verdict.WAIT
     assert heartbeat.timeout is None
+    assert heartbeat.wake_at == 20.0
 
 
 def test_late_deadline_blames_the_stalled_reactor() -> None:
     heartbeat = started()
     heartbeat.wake(10.0)
-    heartbeat.wake(18.0)
-    assert heartbeat.wake(18.0) is Verdict.TIMEOUT
+    assert heartbeat.wake(18.0) is Verdict.RECHECK
+    assert heartbeat.judge(18.01, SILENT) is Verdict.TIMEOUT
     assert heartbeat.timeout is not None
     assert heartbeat.timeout.cause is Cause.REACTOR_STALLED
     assert heartbeat.timeout.lateness == pytest.approx(3.0)
@@ -166,3 +176,64 @@ def test_stop_returns_pending_application_pings_and_unschedules() -> None:
     heartbeat.ping_sent(b"x", 1.0)
     assert heartbeat.stop() == (b"x",)
     assert heartbeat.wake_at is None
+
+
+def test_peer_mid_frame_with_fresh_bytes_gets_more_time() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.wake(15.0)
+    busy = Evidence(received_at=14.5, mid_frame=True)
+    assert heartbeat.judge(15.0, busy) is Verdict.WAIT
+    assert heartbeat.wake_at == 19.5
+    # Bytes stop: silence for ping_timeout after the last one fails it.
+    assert heartbeat.wake(19.5) is Verdict.RECHECK
+    assert heartbeat.judge(19.5, busy) is Verdict.TIMEOUT
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.PEER_SILENT
+    assert heartbeat.timeout.idle == pytest.approx(5.0)
+
+
+def test_bytes_outside_a_frame_never_stand_in_for_a_pong() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.wake(15.0)
+    chatty = Evidence(received_at=14.9, mid_frame=False)
+    assert heartbeat.judge(15.0, chatty) is Verdict.TIMEOUT
+
+
+def test_trickling_peer_is_failed_after_the_grace_limit() -> None:
+    heartbeat = started(interval=10.0, timeout=1.0)
+    heartbeat.wake(10.0)
+    now = 11.0
+    verdict = Verdict.WAIT
+    while verdict is Verdict.WAIT:
+        assert heartbeat.wake(now) is Verdict.RECHECK
+        verdict = heartbeat.judge(now, Evidence(received_at=now - 0.1, mid_frame=True))
+        assert heartbeat.wake_at is None or heartbeat.wake_at > now
+        now = heartbeat.wake_at if heartbeat.wake_at is not None else now
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.PEER_TOO_SLOW
+    assert heartbeat.timeout.waited == pytest.approx(MAX_GRACE_FACTOR * 1.0)
+
+
+def test_ping_queued_behind_draining_data_gets_more_time_but_not_a_stuck_queue() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.queued_behind(position=1_000_000, delivered=100_000)
+    heartbeat.wake(15.0)
+    draining = Evidence(received_at=0.0, delivered=400_000, queued=600_000)
+    assert heartbeat.judge(15.0, draining) is Verdict.WAIT
+    assert heartbeat.wake_at == 20.0
+    heartbeat.wake(20.0)
+    stuck = Evidence(received_at=0.0, delivered=400_000, queued=600_000)
+    assert heartbeat.judge(20.0, stuck) is Verdict.TIMEOUT
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.queued == 600_000
+
+
+def test_ping_that_left_the_queue_is_judged_as_usual() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    heartbeat.queued_behind(position=1_000, delivered=100)
+    heartbeat.wake(15.0)
+    assert heartbeat.judge(15.0, Evidence(received_at=0.0, delivered=5_000)) is Verdict.TIMEOUT

@@ -1,0 +1,187 @@
+"""
+Heartbeat verdicts under real stalls, over real sockets: a blocked reactor is
+not a dead peer, a peer busy sending one large frame is not a dead peer, and a
+silent peer is still failed -- with a cause that says which.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.logger import LogEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, Recording, listen, spawn_peer
+from twisted_keepalive import Cause, Timeout
+
+STALL = 1.2  # seconds the handler blocks the reactor: longer than ping_timeout
+FAST = {"ping_interval": 0.3, "ping_timeout": 0.5, "close_timeout": 1.0}
+
+
+class _StallOnRead:
+    """A pipe whose reader blocks the reactor for ``STALL`` seconds per byte."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def trigger(self) -> None:
+        os.write(self._write, b"x")
+
+    def doRead(self) -> None:
+        os.read(self._read, 1)
+        time.sleep(STALL)
+
+    def logPrefix(self) -> str:
+        return "stall"
+
+    def connectionLost(self, reason: object) -> None:
+        pass
+
+    def close(self) -> None:
+        reactor.removeReader(self)  # type: ignore[attr-defined]
+        os.close(self._read)
+        os.close(self._write)
+
+
+class StallingServerTests(unittest.TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.recording = Recording()
+        self.timeouts: list[Timeout] = []
+        self.warnings: list[LogEvent] = []
+
+        def observe(event: LogEvent) -> None:
+            if event.get("keepalive_event") == "timeout":
+                self.warnings.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def serve_stalling_after_first_ping(self) -> int:
+        """
+        Our server, whose reactor is blocked by an I/O handler right after its
+        first keepalive ping goes out.
+
+        The block must happen in the reactor's I/O phase, as a blocking
+        ``dataReceived`` would: Twisted sends the buffered ping, then runs the
+        handler of a pipe we wrote to just after queueing the ping; the
+        peer's Pong arrives while that handler sleeps, and the overdue
+        deadline timer runs before the reactor reads the socket again.
+        """
+        timeouts = self.timeouts
+        stall = _StallOnRead()
+        reactor.addReader(stall)  # type: ignore[attr-defined]
+        self.addCleanup(stall.close)
+
+        def sendPing(self: Any, payload: bytes | None = None) -> None:
+            WebSocketServerProtocol.sendPing(self, payload)
+            if not getattr(self, "stalled", False):
+                self.stalled = True
+                stall.trigger()
+
+        def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
+            timeouts.append(timeout)
+
+        port = listen(
+            self.recording, sendPing=sendPing, onKeepaliveTimeout=onKeepaliveTimeout, **FAST
+        )
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)
+
+    def peer(self, kind: str, *args: str) -> Any:
+        peer = spawn_peer(kind, *args)
+        self.addCleanup(peer.stop)
+        return peer
+
+    @inlineCallbacks
+    def test_responsive_peer_survives_a_reactor_stall_longer_than_ping_timeout(self) -> Any:
+        port = self.serve_stalling_after_first_ping()
+        peer = self.peer("websockets", "client", f"ws://127.0.0.1:{port}", "--duration", "2.5")
+        close = yield peer.wait_for("close")
+        self.assertEqual(close["code"], 1000, "the peer closed normally, not on a 1011")
+        yield self.recording.closed
+        self.assertEqual(self.timeouts, [])
+        self.assertEqual(self.warnings, [])
+        # The first round trip includes our own stall: measured, not punished.
+        self.assertGreaterEqual(len(self.recording.pongs), 3)
+
+    @inlineCallbacks
+    def test_silent_peer_under_the_same_stall_is_failed_and_blamed_on_both(self) -> Any:
+        if not NODE_PEERS_READY:
+            raise unittest.SkipTest(NODE_MISSING)
+        port = self.serve_stalling_after_first_ping()
+        peer = self.peer("ws", "client", f"ws://127.0.0.1:{port}", "--no-pong")
+        close = yield peer.wait_for("close")
+        self.assertEqual((close["code"], close["reason"]), (1011, "keepalive ping timeout"))
+        yield self.recording.closed
+        [timeout] = self.timeouts
+        self.assertIs(timeout.cause, Cause.REACTOR_STALLED)
+        self.assertGreater(timeout.lateness, STALL - 0.5 - 0.3)
+        [warning] = self.warnings
+        self.assertEqual(warning["cause"], Cause.REACTOR_STALLED)
+        self.assertEqual(warning["log_level"].name, "warn")
+        for field in ("peer", "waited", "lateness", "idle", "queued", "latency"):
+            self.assertIn(field, warning)
+
+
+class BusyPeerTests(unittest.TestCase):
+    timeout = 30
+
+    @inlineCallbacks
+    def test_peer_sending_a_multi_megabyte_frame_slowly_is_not_failed(self) -> Any:
+        recording = Recording()
+        timeouts: list[Timeout] = []
+
+        def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
+            timeouts.append(timeout)
+
+        port = listen(recording, onKeepaliveTimeout=onKeepaliveTimeout, **FAST)
+        self.addCleanup(port.stopListening)
+        size = 3 * 1024 * 1024
+        peer = spawn_peer(
+            "raw_slow_frame", "127.0.0.1", str(port.getHost().port),
+            "--size", str(size), "--rate", str(1024 * 1024), "--linger", "1.5",
+        )  # fmt: skip
+        self.addCleanup(peer.stop)
+        sent = yield peer.wait_for("sent")
+        yield peer.ended
+        self.assertEqual(timeouts, [])
+        self.assertEqual([len(m) for m in recording.messages], [size])
+        pings_after = [e for e in peer.of("ping") if e["t"] >= sent["t"]]
+        self.assertGreaterEqual(len(pings_after), 2, "pings resume and are answered")
+        self.assertNotIn(1011, [e.get("code") for e in peer.of("close")])
+        # The first round trip spanned the whole ~3 s frame.
+        self.assertGreater(max(recording.protocol.latency, 0.0), 0.0)
+        if not recording.closed.called:
+            recording.protocol.dropConnection(abort=True)
+        yield recording.closed
+
+    @inlineCallbacks
+    def test_peer_silent_from_the_start_is_failed_within_the_usual_bound(self) -> Any:
+        recording = Recording()
+        port = listen(recording, **FAST)
+        self.addCleanup(port.stopListening)
+        peer = spawn_peer(
+            "raw_slow_frame", "127.0.0.1", str(port.getHost().port),
+            "--size", "0", "--linger", "5",
+        )  # fmt: skip
+        self.addCleanup(peer.stop)
+        yield peer.wait_for("sent")
+        peer.signal(signal.SIGSTOP)
+        start = time.monotonic()
+        was_clean, code, reason = yield recording.closed
+        elapsed = time.monotonic() - start
+        self.assertLess(elapsed, 0.3 + 0.5 + 1.0 + 0.3)
+        # Frozen: it never answers the 1011 Close either, so we abort.
+        self.assertEqual((was_clean, code), (False, 1006))
+        self.assertIn("keepalive ping timeout", reason)
