@@ -12,6 +12,7 @@ without calling ``super()``; a mixin relying on them would silently do nothing.
 from __future__ import annotations
 
 import fcntl
+import random
 import struct
 import termios
 import time
@@ -26,6 +27,7 @@ from twisted.logger import Logger
 
 from ._config import (
     DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_FIRST_PING_SPREAD,
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     SETTING_NAMES,
@@ -117,6 +119,8 @@ def set_keepalive_options(factory: object, **options: float | None) -> None:
         heartbeat only.  Default 20.0.
     :param close_timeout: seconds between the 1011 Close frame of a keepalive
         timeout and the abort of the TCP connection.  Default 10.0.
+    :param first_ping_spread: fraction (0 to 1) of the first interval over
+        which first Pings are spread at random.  Default 1.0.
     :raises TypeError: an unknown setting or a value that is not a number.
     :raises ValueError: a value that is not a positive, finite number of
         seconds, or keepalive on a factory that already runs Autobahn's own
@@ -162,6 +166,11 @@ class KeepaliveMixin:
         fails it.  Default 20.0.
     :cvar close_timeout: seconds to wait for the closing handshake after a
         keepalive timeout before aborting the TCP connection.  Default 10.0.
+    :cvar first_ping_spread: the first Ping goes out after
+        ``ping_interval * (1 - first_ping_spread * U)``, ``U`` uniform in
+        [0, 1): 1.0 (the default) spreads the Pings of clients that connected
+        together over the whole interval; 0.0 sends the first Ping exactly
+        one interval after the handshake.
     :cvar clock: the ``IReactorTime`` that schedules the deadlines; ``None``
         (the default) uses the factory's reactor.  Inject a
         ``twisted.internet.task.Clock`` in tests.
@@ -171,6 +180,7 @@ class KeepaliveMixin:
         ping_interval: float | None = DEFAULT_PING_INTERVAL
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+        first_ping_spread: float = DEFAULT_FIRST_PING_SPREAD
         # Provided by the Autobahn protocol this is mixed into.
         factory: Any
         transport: Any
@@ -192,6 +202,7 @@ class KeepaliveMixin:
         ping_interval = _Setting("ping_interval", DEFAULT_PING_INTERVAL)
         ping_timeout = _Setting("ping_timeout", DEFAULT_PING_TIMEOUT)
         close_timeout = _Setting("close_timeout", DEFAULT_CLOSE_TIMEOUT)
+        first_ping_spread = _Setting("first_ping_spread", DEFAULT_FIRST_PING_SPREAD)
 
     clock: IReactorTime | None = None
 
@@ -367,6 +378,7 @@ class KeepaliveMixin:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
+            first_ping_spread=self.first_ping_spread,
         )
 
     def _keepalive_prepare(self) -> None:
@@ -391,7 +403,10 @@ class KeepaliveMixin:
         assert heartbeat is not None
         heartbeat.ping_interval = config.ping_interval
         heartbeat.ping_timeout = config.ping_timeout
-        heartbeat.start(self._keepalive_now())
+        first_delay = None
+        if config.ping_interval is not None and config.first_ping_spread:
+            first_delay = config.ping_interval * (1.0 - config.first_ping_spread * random.random())
+        heartbeat.start(self._keepalive_now(), first_delay)
         self._keepalive_schedule(heartbeat)
 
     def _keepalive_disable_autoping(self, config: KeepaliveConfig) -> None:

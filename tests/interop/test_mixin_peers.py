@@ -30,7 +30,13 @@ from tests.realpeers import (
 )
 from twisted_keepalive import ConnectionClosed
 
-FAST = {"ping_interval": 0.2, "ping_timeout": 0.5, "close_timeout": 1.0}
+# First ping exactly one interval in, so the timing bounds below are exact.
+FAST = {
+    "ping_interval": 0.2,
+    "ping_timeout": 0.5,
+    "close_timeout": 1.0,
+    "first_ping_spread": 0.0,
+}
 
 
 class OurServerTests(unittest.TestCase):

@@ -21,7 +21,13 @@ from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, Recording, listen, s
 from twisted_keepalive import Cause, Timeout
 
 STALL = 1.2  # seconds the handler blocks the reactor: longer than ping_timeout
-FAST = {"ping_interval": 0.3, "ping_timeout": 0.5, "close_timeout": 1.0}
+# First ping exactly one interval in, so the timing bounds below are exact.
+FAST = {
+    "ping_interval": 0.3,
+    "ping_timeout": 0.5,
+    "close_timeout": 1.0,
+    "first_ping_spread": 0.0,
+}
 
 
 class _StallOnRead:

@@ -457,3 +457,25 @@ def test_ping_works_inside_on_open() -> None:
     peer.clock.advance(0.125)
     peer.pong(b"hello")
     assert result_of(results[0]) == 0.125
+
+
+def test_first_pings_of_simultaneous_connections_spread_over_the_interval() -> None:
+    class Spread(EchoServer):
+        first_ping_spread = 1.0
+
+    clock = Clock()
+    peers = [open_server(Spread, clock) for _ in range(200)]
+    first_ping_at: list[float] = []
+    for _ in range(8):
+        clock.advance(0.125)
+        first_ping_at += [clock.seconds() for peer in peers if peer.pings()]
+    assert len(first_ping_at) == 200, "every first ping within one interval"
+    per_slot = [first_ping_at.count(t) for t in sorted(set(first_ping_at))]
+    assert len(per_slot) == 8 and max(per_slot) < 200 / 8 * 1.6
+
+
+def test_first_ping_spread_must_be_a_fraction() -> None:
+    with pytest.raises(ValueError, match="first_ping_spread must be a number from 0 to 1"):
+        type("Bad", (EchoServer,), {"first_ping_spread": 1.5})
+    with pytest.raises(TypeError, match="first_ping_spread must be a number from 0 to 1"):
+        set_keepalive_options(object(), first_ping_spread=None)

@@ -188,6 +188,7 @@ class EchoServer(KeepaliveMixin, WebSocketServerProtocol):
     ping_interval = 1.0
     ping_timeout = 0.5
     close_timeout = 2.0
+    first_ping_spread = 0.0
 
 
 class EchoClient(KeepaliveMixin, WebSocketClientProtocol):
@@ -196,6 +197,7 @@ class EchoClient(KeepaliveMixin, WebSocketClientProtocol):
     ping_interval = 1.0
     ping_timeout = 0.5
     close_timeout = 2.0
+    first_ping_spread = 0.0
 
 
 __all__ = [
