@@ -1,0 +1,139 @@
+"""
+Prometheus metrics for keepalive, from :class:`~twisted_keepalive.KeepaliveStats`.
+
+Needs the ``metrics`` extra (``pip install 'twisted-keepalive[metrics]'``).
+The connections only bump plain integers; this collector turns them into
+metric families when Prometheus scrapes, so the cost per ping does not depend
+on whether anybody watches::
+
+    from prometheus_client import REGISTRY
+    from twisted_keepalive import collect_stats
+    from twisted_keepalive.metrics import KeepaliveCollector, metrics_resource
+
+    stats = collect_stats(factory)
+    REGISTRY.register(KeepaliveCollector(stats))
+    # serve metrics_resource() at /metrics with twisted.web
+
+Metrics (all prefixed ``twisted_keepalive_``):
+
+======================================  =========  ==============================
+name                                    type       meaning
+======================================  =========  ==============================
+``connections_opened_total``            counter    handshakes completed
+``connections_open``                    gauge      connections open now
+``pings_sent_total``                    counter    keepalive and application Pings
+``pongs_received_total``                counter    Pongs that matched a Ping
+``heartbeat_timeouts_total{cause}``     counter    connections failed with 1011,
+                                                   by cause: ``peer_silent``,
+                                                   ``reactor_stalled``,
+                                                   ``peer_too_slow``
+``latency_seconds``                     histogram  measured round trips
+``reactor_lag_seconds``                 gauge      how late the latest timer probe
+                                                   ran (with a :class:`ReactorLag`)
+``reactor_lag_max_seconds``             gauge      the worst lag since the previous
+                                                   scrape
+======================================  =========  ==============================
+
+Labels stay bounded: no per-peer or per-connection labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+
+from ._stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag
+
+__all__ = ["KeepaliveCollector", "metrics_resource"]
+
+PREFIX = "twisted_keepalive"
+
+
+class KeepaliveCollector:
+    """
+    A Prometheus collector over one or more :class:`KeepaliveStats` (summed:
+    a server with several factories reports once) and, optionally, a
+    :class:`ReactorLag`.
+    """
+
+    def __init__(
+        self, stats: KeepaliveStats | Sequence[KeepaliveStats], lag: ReactorLag | None = None
+    ) -> None:
+        self._stats = [stats] if isinstance(stats, KeepaliveStats) else list(stats)
+        self._lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats
+        yield _counter("connections_opened", "WebSocket handshakes completed.", stats, "opened")
+        yield GaugeMetricFamily(
+            f"{PREFIX}_connections_open",
+            "WebSocket connections open now.",
+            value=sum(s.open for s in stats),
+        )
+        yield _counter("pings_sent", "Pings sent (keepalive and application).", stats, "pings_sent")
+        yield _counter(
+            "pongs_received", "Pongs that matched a Ping sent.", stats, "pongs_received"
+        )
+        timeouts = CounterMetricFamily(
+            f"{PREFIX}_heartbeat_timeouts",
+            "Connections failed with 1011 keepalive ping timeout, by cause.",
+            labels=["cause"],
+        )
+        for cause in stats[0].timeouts if stats else ():
+            timeouts.add_metric([cause.value], sum(s.timeouts[cause] for s in stats))
+        yield timeouts
+        yield _latency_histogram(stats)
+        if self._lag is not None:
+            yield GaugeMetricFamily(
+                f"{PREFIX}_reactor_lag_seconds",
+                "How late the reactor ran its latest timer probe, seconds.",
+                value=self._lag.last,
+            )
+            yield GaugeMetricFamily(
+                f"{PREFIX}_reactor_lag_max_seconds",
+                "The worst reactor lag since the previous scrape, seconds.",
+                value=self._lag.take_worst(),
+            )
+
+    def describe(self) -> Iterable[Metric]:
+        # Registering must not consume the lag window: describe without it.
+        return list(KeepaliveCollector(self._stats).collect())
+
+
+def _counter(name: str, documentation: str, stats: list[KeepaliveStats], attribute: str) -> Metric:
+    return CounterMetricFamily(
+        f"{PREFIX}_{name}", documentation, value=sum(getattr(s, attribute) for s in stats)
+    )
+
+
+def _latency_histogram(stats: list[KeepaliveStats]) -> Metric:
+    buckets: list[tuple[str, float]] = []
+    cumulative = 0
+    for i, bound in enumerate(LATENCY_BUCKETS):
+        cumulative += sum(s.latency_counts[i] for s in stats)
+        buckets.append((repr(bound), cumulative))
+    cumulative += sum(s.latency_counts[-1] for s in stats)
+    buckets.append(("+Inf", cumulative))
+    return HistogramMetricFamily(
+        f"{PREFIX}_latency_seconds",
+        "Round-trip time of Ping/Pong exchanges, seconds.",
+        buckets=buckets,
+        sum_value=sum(s.latency_sum for s in stats),
+    )
+
+
+def metrics_resource(registry: CollectorRegistry = REGISTRY) -> object:
+    """
+    A ``twisted.web`` resource that serves ``registry`` in the Prometheus text
+    format; put it at ``/metrics``.
+    """
+    from prometheus_client.twisted import MetricsResource
+
+    return MetricsResource(registry)  # type: ignore[no-untyped-call]
