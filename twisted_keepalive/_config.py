@@ -33,8 +33,20 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 #: never delays a verdict.
 DEFAULT_FIRST_PING_SPREAD = 1.0
 
+#: Whether the protocol answers ``keepalive.js`` heartbeats (see
+#: :mod:`twisted_keepalive._browser`).  Off by default in the library, so a
+#: protocol never swallows messages it did not opt in to; on by default in
+#: ``twistd wskeepalive``.
+DEFAULT_BROWSER_HEARTBEAT = False
+
 #: The settings a factory or an instance may override.
-SETTING_NAMES = ("ping_interval", "ping_timeout", "close_timeout", "first_ping_spread")
+SETTING_NAMES = (
+    "ping_interval",
+    "ping_timeout",
+    "close_timeout",
+    "first_ping_spread",
+    "browser_heartbeat",
+)
 
 
 def validate_seconds(name: str, value: object, *, allow_none: bool) -> float | None:
@@ -60,7 +72,7 @@ def validate_seconds(name: str, value: object, *, allow_none: bool) -> float | N
     return seconds
 
 
-def validate_setting(name: str, value: object) -> float | None:
+def validate_setting(name: str, value: object) -> float | bool | None:
     """
     Validate one of :data:`SETTING_NAMES`; only ``close_timeout`` refuses ``None``.
     """
@@ -70,6 +82,10 @@ def validate_setting(name: str, value: object) -> float | None:
         )
     if name == "first_ping_spread":
         return validate_fraction(name, value)
+    if name == "browser_heartbeat":
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {type(value).__name__} {value!r}")
+        return value
     return validate_seconds(name, value, allow_none=name != "close_timeout")
 
 
@@ -96,12 +112,14 @@ class KeepaliveConfig:
     :ivar close_timeout: seconds between the 1011 Close frame and the abort.
     :ivar first_ping_spread: fraction of the first interval by which the first
         Ping is brought forward at random (0.0: exactly one interval).
+    :ivar browser_heartbeat: answer ``keepalive.js`` heartbeat messages.
     """
 
     ping_interval: float | None = DEFAULT_PING_INTERVAL
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     first_ping_spread: float = DEFAULT_FIRST_PING_SPREAD
+    browser_heartbeat: bool = DEFAULT_BROWSER_HEARTBEAT
 
     def __post_init__(self) -> None:
         for name in SETTING_NAMES:

@@ -25,7 +25,9 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
+from . import _browser
 from ._config import (
+    DEFAULT_BROWSER_HEARTBEAT,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_FIRST_PING_SPREAD,
     DEFAULT_PING_INTERVAL,
@@ -76,20 +78,20 @@ class _Setting:
     class's.
     """
 
-    def __init__(self, name: str, default: float | None) -> None:
+    def __init__(self, name: str, default: float | bool | None) -> None:
         self.name = name
         self.default = default
         self.slot = "_keepalive_own_" + name
 
-    def __get__(self, instance: object, owner: type | None = None) -> float | None:
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self.default
         own = instance.__dict__
         if self.slot in own:
-            return own[self.slot]  # type: ignore[no-any-return]
+            return own[self.slot]
         factory_options = getattr(getattr(instance, "factory", None), _FACTORY_OPTIONS, None)
         if factory_options is not None and self.name in factory_options:
-            return factory_options[self.name]  # type: ignore[no-any-return]
+            return factory_options[self.name]
         return self.default
 
     def __set__(self, instance: object, value: object) -> None:
@@ -99,7 +101,7 @@ class _Setting:
         instance.__dict__.pop(self.slot, None)
 
 
-def set_keepalive_options(factory: object, **options: float | None) -> None:
+def set_keepalive_options(factory: object, **options: float | bool | None) -> None:
     """
     Configure keepalive for every connection a factory builds, the way
     Autobahn's ``factory.setProtocolOptions(...)`` configures its protocols::
@@ -121,13 +123,15 @@ def set_keepalive_options(factory: object, **options: float | None) -> None:
         timeout and the abort of the TCP connection.  Default 10.0.
     :param first_ping_spread: fraction (0 to 1) of the first interval over
         which first Pings are spread at random.  Default 1.0.
+    :param browser_heartbeat: answer the heartbeat messages of
+        ``keepalive.js`` (and keep them from ``onMessage``).  Default False.
     :raises TypeError: an unknown setting or a value that is not a number.
     :raises ValueError: a value that is not a positive, finite number of
         seconds, or keepalive on a factory that already runs Autobahn's own
         ``autoPingInterval`` (the peer would get two pings per interval).
     """
     validated = {name: validate_setting(name, value) for name, value in options.items()}
-    current: Mapping[str, float | None] = getattr(factory, _FACTORY_OPTIONS, None) or {}
+    current: Mapping[str, float | bool | None] = getattr(factory, _FACTORY_OPTIONS, None) or {}
     merged = {**current, **validated}
     auto_ping = getattr(factory, "autoPingInterval", 0)
     if auto_ping and merged.get("ping_interval", DEFAULT_PING_INTERVAL) is not None:
@@ -171,6 +175,9 @@ class KeepaliveMixin:
         [0, 1): 1.0 (the default) spreads the Pings of clients that connected
         together over the whole interval; 0.0 sends the first Ping exactly
         one interval after the handshake.
+    :cvar browser_heartbeat: answer the application-level heartbeats of the
+        browser module ``keepalive.js`` (text messages ``"\\x00wsk1 ping …"``)
+        and keep them from ``onMessage``.  Default False.
     :cvar clock: the ``IReactorTime`` that schedules the deadlines; ``None``
         (the default) uses the factory's reactor.  Inject a
         ``twisted.internet.task.Clock`` in tests.
@@ -181,6 +188,7 @@ class KeepaliveMixin:
         ping_timeout: float | None = DEFAULT_PING_TIMEOUT
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT
         first_ping_spread: float = DEFAULT_FIRST_PING_SPREAD
+        browser_heartbeat: bool = DEFAULT_BROWSER_HEARTBEAT
         # Provided by the Autobahn protocol this is mixed into.
         factory: Any
         transport: Any
@@ -194,6 +202,7 @@ class KeepaliveMixin:
         trafficStats: Any
 
         def sendPing(self, payload: bytes | None = None) -> None: ...
+        def sendMessage(self, payload: bytes, isBinary: bool = False) -> None: ...
         def sendCloseFrame(
             self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
         ) -> None: ...
@@ -203,6 +212,7 @@ class KeepaliveMixin:
         ping_timeout = _Setting("ping_timeout", DEFAULT_PING_TIMEOUT)
         close_timeout = _Setting("close_timeout", DEFAULT_CLOSE_TIMEOUT)
         first_ping_spread = _Setting("first_ping_spread", DEFAULT_FIRST_PING_SPREAD)
+        browser_heartbeat = _Setting("browser_heartbeat", DEFAULT_BROWSER_HEARTBEAT)
 
     clock: IReactorTime | None = None
 
@@ -219,6 +229,7 @@ class KeepaliveMixin:
     _keepalive_config: KeepaliveConfig
     _keepalive_stats: KeepaliveStats | None = None
     _keepalive_rx_at = 0.0
+    _keepalive_browser = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -336,6 +347,18 @@ class KeepaliveMixin:
         self._keepalive_rx_at = self._keepalive_now()
         super()._dataReceived(data)  # type: ignore[misc]
 
+    def _onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if (
+            self._keepalive_browser
+            and not isBinary
+            and payload.startswith(_browser.RESERVED_PREFIX)
+        ):
+            reply = _browser.heartbeat_reply(payload)
+            if reply is not None:
+                self.sendMessage(reply, False)
+            return
+        super()._onMessage(payload, isBinary)  # type: ignore[misc]
+
     def _onPong(self, payload: bytes) -> None:
         heartbeat = self._keepalive_heartbeat
         if heartbeat is not None:
@@ -379,6 +402,7 @@ class KeepaliveMixin:
             ping_timeout=self.ping_timeout,
             close_timeout=self.close_timeout,
             first_ping_spread=self.first_ping_spread,
+            browser_heartbeat=self.browser_heartbeat,
         )
 
     def _keepalive_prepare(self) -> None:
@@ -401,6 +425,7 @@ class KeepaliveMixin:
         self._keepalive_disable_autoping(config)
         heartbeat = self._keepalive_heartbeat
         assert heartbeat is not None
+        self._keepalive_browser = config.browser_heartbeat
         heartbeat.ping_interval = config.ping_interval
         heartbeat.ping_timeout = config.ping_timeout
         first_delay = None

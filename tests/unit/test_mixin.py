@@ -24,7 +24,7 @@ from twisted_keepalive import (
     set_keepalive_options,
 )
 
-from .wire import CLOSE, PING, EchoClient, EchoServer, open_client, open_server
+from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, open_client, open_server
 
 
 @pytest.fixture
@@ -479,3 +479,42 @@ def test_first_ping_spread_must_be_a_fraction() -> None:
         type("Bad", (EchoServer,), {"first_ping_spread": 1.5})
     with pytest.raises(TypeError, match="first_ping_spread must be a number from 0 to 1"):
         set_keepalive_options(object(), first_ping_spread=None)
+
+
+# -- browser heartbeat ---------------------------------------------------------------------
+
+
+def test_browser_heartbeats_are_answered_and_kept_from_on_message() -> None:
+    messages: list[bytes] = []
+
+    class Page(EchoServer):
+        browser_heartbeat = True
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            messages.append(payload)
+
+    peer = open_server(Page)
+    peer.receive(TEXT, b"\x00wsk1 ping 17")
+    peer.receive(TEXT, b"hello")
+    peer.receive(TEXT, b"\x00wsk1 ping bad token!")
+    peer.receive(TEXT, b"\x00wsk9 future")
+    assert peer.frames() == [(TEXT, b"\x00wsk1 pong 17")]
+    assert messages == [b"hello"]
+
+
+def test_browser_heartbeats_are_ordinary_messages_unless_opted_in() -> None:
+    messages: list[bytes] = []
+
+    class Plain(EchoServer):
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            messages.append(payload)
+
+    peer = open_server(Plain)
+    peer.receive(TEXT, b"\x00wsk1 ping 17")
+    assert peer.frames() == []
+    assert messages == [b"\x00wsk1 ping 17"]
+
+
+def test_browser_heartbeat_setting_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="browser_heartbeat must be True or False"):
+        type("Bad", (EchoServer,), {"browser_heartbeat": "yes"})
