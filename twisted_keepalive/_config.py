@@ -74,7 +74,9 @@ def validate_seconds(name: str, value: object, *, allow_none: bool) -> float | N
 
 def validate_setting(name: str, value: object) -> float | bool | None:
     """
-    Validate one of :data:`SETTING_NAMES`; only ``close_timeout`` refuses ``None``.
+    Validate one of :data:`SETTING_NAMES`: seconds (``None`` allowed but for
+    ``close_timeout``), a fraction for ``first_ping_spread``, a ``bool`` for
+    ``browser_heartbeat``.
     """
     if name not in SETTING_NAMES:
         raise TypeError(

@@ -199,6 +199,7 @@ class KeepaliveMixin:
         autoPingInterval: float
         autoPingTimeout: float
         autoPingPendingCall: Any
+        closeHandshakeTimeoutCall: Any
         trafficStats: Any
 
         def sendPing(self, payload: bytes | None = None) -> None: ...
@@ -255,6 +256,15 @@ class KeepaliveMixin:
         """
         heartbeat = self._keepalive_heartbeat
         return 0.0 if heartbeat is None else heartbeat.latency
+
+    @property
+    def keepalive_timeout(self) -> Timeout | None:
+        """
+        Why the heartbeat failed this connection (a :class:`Timeout`), or
+        ``None`` if it did not.
+        """
+        heartbeat = self._keepalive_heartbeat
+        return None if heartbeat is None else heartbeat.timeout
 
     @property
     def keepalive_config(self) -> KeepaliveConfig:
@@ -581,6 +591,14 @@ class KeepaliveMixin:
                     reasonUtf8=TIMEOUT_CLOSE_REASON.encode(),
                     isReply=False,
                 )
+                # Autobahn starts its own closing-handshake timer too, on
+                # txaio's batched timer, which truncates deadlines to whole
+                # seconds: it would cut a slow peer off anywhere from 0 to 1 s
+                # in, whatever close_timeout says.  Ours is the bound.
+                autobahn_timer = getattr(self, "closeHandshakeTimeoutCall", None)
+                if autobahn_timer is not None:
+                    autobahn_timer.cancel()
+                    self.closeHandshakeTimeoutCall = None
             # A dead peer never answers the Close, and a full send buffer may
             # never let it out: the abort is what frees the connection.
             self._keepalive_abort = self._keepalive_clock.callLater(

@@ -518,3 +518,16 @@ def test_browser_heartbeats_are_ordinary_messages_unless_opted_in() -> None:
 def test_browser_heartbeat_setting_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="browser_heartbeat must be True or False"):
         type("Bad", (EchoServer,), {"browser_heartbeat": "yes"})
+
+
+def test_close_timeout_is_the_bound_not_autobahns_whole_second_timer() -> None:
+    peer = open_server(EchoServer)  # Autobahn's closeHandshakeTimeout left at its 1 s
+    peer.clock.advance(1.0)
+    peer.clock.advance(0.5)
+    assert peer.frames()[-1][0] == CLOSE
+    assert peer.protocol.closeHandshakeTimeoutCall is None
+    assert peer.protocol.keepalive_timeout is not None
+    peer.clock.advance(1.99)
+    assert not peer.transport.aborted
+    peer.clock.advance(0.01)
+    assert peer.transport.aborted

@@ -1,0 +1,396 @@
+"""
+``twistd -n wskeepalive`` run as an operator would run it, talked to by peers
+nobody here wrote: ``websockets`` and Node's ``ws`` (``tests/peers/``), and by
+``websockets``' own client in this process where a peer script has no mode
+for it (binary messages, unix sockets, Origin headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.sync.client import connect, unix_connect
+from websockets.typing import Origin
+
+from tests.unit.wire import CLOSE, parse_frames
+
+from .conftest import StartPeer, StartServer, free_port, run_twistd
+
+# -- the plugin and its options ----------------------------------------------
+
+
+def test_twistd_lists_the_plugin(tmp_path: Path) -> None:
+    result = run_twistd("--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert "wskeepalive" in result.stdout
+
+
+def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> None:
+    result = run_twistd("wskeepalive", "--help", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    help_text = " ".join(result.stdout.split())
+    for expected in [
+        "--listen= Listen on this Twisted endpoint",
+        "[default: tcp:8080]",
+        "--ping-interval= Seconds between keepalive pings, or 'off'",
+        "[default: 20.0",
+        "--ping-timeout= Seconds to wait for the pong",
+        "--close-timeout= Seconds a closing handshake may take",
+        "[default: 10.0",
+        "--protocol=",
+        "[default: twisted_keepalive._service.EchoProtocol]",
+        "--allowed-origin=",
+        "[default: any origin]",
+        "--max-message-size= Largest message accepted, in bytes",
+        "[default: 1048576]",
+        "--external-url=",
+        "--backlog=",
+        "[default: 4096]",
+    ]:
+        assert expected in help_text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--ping-interval", "-1"], "--ping-interval must be a positive number of seconds"),
+        (["--ping-interval", "0"], "--ping-interval must be a positive number of seconds"),
+        (["--ping-interval", "soon"], "--ping-interval must be a positive number of seconds"),
+        (["--ping-timeout", "nan"], "--ping-timeout must be a positive number of seconds"),
+        (["--close-timeout", "off"], "--close-timeout must be a positive number of seconds"),
+        (["--listen", "carrier-pigeon:8080"], "--listen 'carrier-pigeon:8080' is not a usable"),
+        (["--listen", "tcp:eighty"], "--listen 'tcp:eighty' is not a usable endpoint"),
+        (["--listen", "ssl:8443:privateKey=/nonexistent.pem"], "--listen 'ssl:8443:privateKey="),
+        (["--protocol", "no_such_module.Chat"], "--protocol 'no_such_module.Chat' cannot be"),
+        (["--protocol", "os.path"], "must name a subclass of autobahn.twisted.websocket"),
+        (
+            ["--protocol", "autobahn.twisted.websocket.WebSocketClientProtocol"],
+            "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol",
+        ),
+        (["--max-message-size", "-1"], "--max-message-size must be a whole number"),
+        (["--backlog", "0"], "--backlog must be a positive whole number"),
+        (["--external-url", "http://example.com/"], "--external-url must be a ws:// or wss://"),
+        (["--no-such-option"], "option --no-such-option not recognized"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_bad_option_is_refused_with_one_usage_line(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = run_twistd("-n", "--pidfile=", "wskeepalive", *options, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout
+    lines = result.stdout.strip().splitlines()
+    # twistd's synopsis, our hint, and the message: not the whole option list.
+    assert len(lines) <= 4, result.stdout
+    assert message in lines[-1]
+
+
+def test_port_already_in_use_stops_twistd_with_an_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_twistd(
+            "-n", "--pidfile=", "wskeepalive", "--listen", f"tcp:{port}:interface=127.0.0.1",
+            cwd=tmp_path,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "Address already in use" in result.stdout
+
+
+# -- talking to peers ----------------------------------------------------------
+
+
+def test_echoes_text_messages(twistd: StartServer, peers: StartPeer, peer_kind: str) -> None:
+    server = twistd()
+    peer = peers(peer_kind, "client", server.url, "--send-every", "0.1", "--duration", "0.7")
+    close = peer.wait_for("close")
+    echoed = [event["data"] for event in peer.of("message")]
+    assert len(echoed) >= 3
+    assert echoed == [f"tick {n}" for n in range(1, len(echoed) + 1)]
+    assert close["code"] == 1000
+
+
+def test_echoes_binary_messages(twistd: StartServer) -> None:
+    server = twistd()
+    with connect(server.url) as client:
+        client.send(b"\x00\xff binary \x80")
+        assert client.recv(timeout=5) == b"\x00\xff binary \x80"
+        client.send("text, too")
+        assert client.recv(timeout=5) == "text, too"
+
+
+def test_pings_arrive_every_ping_interval(
+    twistd: StartServer, peers: StartPeer, peer_kind: str
+) -> None:
+    server = twistd("--ping-interval", "0.3")
+    peer = peers(peer_kind, "client", server.url, "--duration", "1.9")
+    peer.wait_for("close")
+    times = [event["t"] for event in peer.of("ping")]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # The first ping is spread over the first interval; from then on, one
+    # every interval, timestamped by the peer as it parses them.
+    assert len(times) >= 5, times
+    assert all(0.22 < gap < 0.45 for gap in gaps), gaps
+
+
+def test_silent_peer_is_closed_with_1011(
+    twistd: StartServer, peers: StartPeer, peer_kind: str
+) -> None:
+    server = twistd("--ping-interval", "0.3", "--ping-timeout", "0.3")
+    peer = peers(peer_kind, "client", server.url, "--no-pong")
+    peer.wait_for("open")
+    opened_at = time.monotonic()
+    close = peer.wait_for("close", timeout=5)
+    assert (close["code"], close["reason"]) == (1011, "keepalive ping timeout")
+    assert time.monotonic() - opened_at < 0.3 + 0.3 + 1.0
+    assert len(peer.of("ping")) == 1, "one keepalive ping in flight, never a second"
+    [warning] = server.log(keepalive_event="timeout")
+    assert warning["log_level"].name == "warn"
+
+
+def test_connections_are_logged_with_peer_close_code_reason_and_latency(
+    twistd: StartServer, peers: StartPeer
+) -> None:
+    server = twistd("--ping-interval", "0.2")
+    peer = peers("websockets", "client", server.url, "--duration", "0.7")
+    peer.wait_for("close")
+    deadline = time.monotonic() + 5
+    while not server.log(keepalive_event="close") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [opened] = server.log(keepalive_event="open")
+    [closed] = server.log(keepalive_event="close")
+    assert opened["peer"] == closed["peer"]
+    assert opened["peer"].startswith("tcp4:127.0.0.1:")
+    assert (closed["code"], closed["reason"], closed["clean"]) == (1000, "", True)
+    assert 0.0 < closed["latency"] < 0.2
+    assert closed["log_level"].name == "info"
+
+
+def test_protocol_without_the_mixin_gets_keepalive(twistd: StartServer, peers: StartPeer) -> None:
+    server = twistd("--protocol", "tests.interop.twistd_side.Shout", "--ping-interval", "0.2")
+    peer = peers("websockets", "client", server.url, "--send-every", "0.2", "--duration", "1")
+    peer.wait_for("close")
+    assert peer.of("message")[0]["data"] == "TICK 1", "the operator's protocol answers"
+    assert len(peer.of("ping")) >= 3
+
+
+def test_protocol_class_settings_apply_unless_given_on_the_command_line(
+    twistd: StartServer, peers: StartPeer
+) -> None:
+    server = twistd("--protocol", "tests.interop.twistd_side.QuickPings")
+    peer = peers("websockets", "client", server.url, "--duration", "0.9")
+    peer.wait_for("close")
+    times = [event["t"] for event in peer.of("ping")]
+    assert len(times) >= 3, "QuickPings.ping_interval is 0.25 s; the default is 20 s"
+    assert all(0.18 < b - a < 0.4 for a, b in itertools.pairwise(times))
+
+
+def test_external_url_is_the_factory_url(twistd: StartServer) -> None:
+    server = twistd(
+        "--protocol", "tests.interop.twistd_side.Shout",
+        "--external-url", "wss://chat.example.com/live",
+    )  # fmt: skip
+    with connect(server.url) as client:
+        client.send("url?")
+        assert client.recv(timeout=5) == "wss://chat.example.com/live"
+
+
+def test_allowed_origin_refuses_other_origins(twistd: StartServer) -> None:
+    server = twistd("--allowed-origin", "https://good.example:*")
+    with pytest.raises(InvalidStatus) as refused:
+        connect(server.url, origin=Origin("https://evil.example"))
+    # Autobahn answers 400 with the reason; the point is the refusal.
+    assert refused.value.response.status_code == 400
+    assert "origin 'https://evil.example' not allowed" in refused.value.response.reason_phrase
+    with connect(server.url, origin=Origin("https://good.example")) as client:
+        client.send("hello")
+        assert client.recv(timeout=5) == "hello"
+
+
+def test_message_over_max_message_size_fails_with_1009(twistd: StartServer) -> None:
+    server = twistd("--max-message-size", "1000")
+    with connect(server.url) as client:
+        client.send(b"x" * 1000)
+        assert client.recv(timeout=5) == b"x" * 1000
+        client.send(b"x" * 1001)
+        with pytest.raises(ConnectionClosedError) as closed:
+            client.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+# -- endpoints ------------------------------------------------------------------
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = directory / "key.pem", directory / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+def test_tls_endpoint_serves_wss_to_clients_that_trust_its_certificate(
+    twistd: StartServer, peers: StartPeer, peer_kind: str, tmp_path: Path
+) -> None:
+    key, cert = _self_signed_certificate(tmp_path)
+    port = free_port()
+    server = twistd(
+        "--ping-interval", "0.2",
+        listen=f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+    )  # fmt: skip
+    assert server.url.startswith("wss://")
+    trust = {"SSL_CERT_FILE": str(cert), "NODE_EXTRA_CA_CERTS": str(cert)}
+    peer = peers(
+        peer_kind, "client", server.url, "--send-every", "0.2", "--duration", "0.7", **trust
+    )
+    close = peer.wait_for("close")
+    assert peer.of("message")[0]["data"] == "tick 1"
+    assert peer.of("ping"), "keepalive runs over TLS too"
+    assert close["code"] == 1000
+    untrusting = peers(peer_kind, "client", server.url)
+    assert "certificate" in untrusting.wait_for("error")["error"].lower()
+
+
+def test_unix_socket_endpoint(twistd: StartServer, tmp_path: Path) -> None:
+    path = tmp_path / "ws.sock"
+    twistd("--ping-interval", "0.2", "--ping-timeout", "0.2", listen=f"unix:{path}")
+    with unix_connect(str(path), "ws://localhost/") as client:
+        client.send("over a unix socket")
+        assert client.recv(timeout=5) == "over a unix socket"
+        # The client answers pings inside recv(): still open after several
+        # intervals, when a missing pong would have failed it in 0.4 s, means
+        # the keepalive round trips work over the socket.
+        with pytest.raises(TimeoutError):
+            client.recv(timeout=1.0)
+
+
+def _listen_backlog(port: int) -> int:
+    ss = subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    )
+    # For a listening socket, ss shows the backlog as Send-Q.
+    [line] = ss.stdout.strip().splitlines()
+    return int(line.split()[2])
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (Debian's iproute2) is not installed")
+def test_backlog_defaults_to_4096(twistd: StartServer) -> None:
+    server = twistd()
+    assert server.port is not None
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert _listen_backlog(server.port) == min(4096, somaxconn)
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss (Debian's iproute2) is not installed")
+def test_backlog_option_applies_unless_the_endpoint_sets_one(twistd: StartServer) -> None:
+    own = free_port()
+    server = twistd(
+        "--backlog", "100",
+        "--listen", f"tcp:{own}:interface=127.0.0.1:backlog=64",
+    )  # fmt: skip
+    assert server.port is not None
+    assert _listen_backlog(server.port) == 100
+    assert _listen_backlog(own) == 64
+
+
+# -- shutdown -----------------------------------------------------------------
+
+
+def test_sigterm_closes_peers_with_1001_and_exits_0(
+    twistd: StartServer, peers: StartPeer, peer_kind: str
+) -> None:
+    server = twistd()
+    clients = [peers(peer_kind, "client", server.url) for _ in range(3)]
+    for client in clients:
+        client.wait_for("open")
+    started = time.monotonic()
+    assert server.stop() == 0, server.output()
+    # The peers answer the Close at once: no waiting for the 10 s close timeout.
+    assert time.monotonic() - started < 3.0
+    for client in clients:
+        close = client.wait_for("close")
+        assert (close["code"], close["reason"]) == (1001, "going away")
+    assert len(server.log(keepalive_event="close", code=1001)) == 3
+
+
+def _open_without_ever_answering(port: int) -> socket.socket:
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    key = base64.b64encode(os.urandom(16))
+    raw.sendall(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += raw.recv(4096)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return raw
+
+
+def test_sigterm_aborts_peers_that_never_answer_the_close_after_close_timeout(
+    twistd: StartServer,
+) -> None:
+    server = twistd("--close-timeout", "0.5")
+    assert server.port is not None
+    raw = _open_without_ever_answering(server.port)
+    started = time.monotonic()
+    assert server.stop() == 0, server.output()
+    elapsed = time.monotonic() - started
+    received = b""
+    try:
+        while chunk := raw.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass  # aborted: what the server wrote before the abort arrived first
+    raw.close()
+    [(opcode, payload)] = parse_frames(received)
+    assert (opcode, int.from_bytes(payload[:2], "big"), payload[2:]) == (
+        CLOSE,
+        1001,
+        b"going away",
+    )
+    assert 0.45 < elapsed < 0.5 + 1.0, elapsed
+    [aborting] = server.log(keepalive_event="shutdown_abort")
+    assert aborting["count"] == 1
