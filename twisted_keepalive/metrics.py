@@ -40,6 +40,7 @@ Labels stay bounded: no per-peer or per-connection labels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -48,10 +49,15 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import REGISTRY, CollectorRegistry
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from ._stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag
 
-__all__ = ["KeepaliveCollector", "metrics_resource"]
+__all__ = ["KeepaliveCollector", "MetricsService", "metrics_resource"]
 
 PREFIX = "twisted_keepalive"
 
@@ -137,3 +143,47 @@ def metrics_resource(registry: CollectorRegistry = REGISTRY) -> object:
     from prometheus_client.twisted import MetricsResource
 
     return MetricsResource(registry)  # type: ignore[no-untyped-call]
+
+
+class MetricsService(MultiService):
+    """
+    Serves ``/metrics`` for ``stats`` on a Twisted endpoint, from the reactor
+    that runs the connections, and measures that reactor's lag while running.
+    ``twistd wskeepalive --metrics ENDPOINT`` adds one::
+
+        MetricsService("tcp:9100:interface=127.0.0.1", [stats], reactor)
+
+    :param description: a Twisted server endpoint string.
+    :param stats: the :class:`KeepaliveStats` to export (summed).
+    :param reactor: the reactor.
+    :param registry: where the collector is registered; a fresh registry by
+        default, so that two services in one process never clash.
+    :ivar lag: the :class:`ReactorLag` probe, running while the service runs.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        stats: Sequence[KeepaliveStats],
+        reactor: Any,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.lag = ReactorLag(reactor)
+        self.registry.register(KeepaliveCollector(stats, self.lag))
+        root = Resource()  # type: ignore[no-untyped-call]
+        root.putChild(b"metrics", metrics_resource(self.registry))  # type: ignore[arg-type]
+        endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
+        listener = StreamServerEndpointService(endpoint, Site(root))  # type: ignore[no-untyped-call]
+        # A metrics port that cannot be bound stops twistd at startup.
+        listener._raiseSynchronously = True
+        listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        self.lag.start()
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def stopService(self) -> Any:
+        self.lag.stop()
+        return super().stopService()  # type: ignore[no-untyped-call]

@@ -1,0 +1,104 @@
+"""
+Prometheus metrics over real HTTP while real clients come and go: the counters
+move exactly as the scenario says, read back with prometheus_client's parser.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+
+from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, sleep, spawn_peer
+from twisted_keepalive import KeepaliveMixin, collect_stats
+from twisted_keepalive.metrics import MetricsService
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.read()  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Echo(KeepaliveMixin, WebSocketServerProtocol):
+    ping_interval = 0.2
+    ping_timeout = 0.4
+    close_timeout = 0.5
+    first_ping_spread = 0.0
+
+
+class MetricsOverHttpTests(unittest.TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        factory = WebSocketServerFactory("ws://127.0.0.1")
+        factory.protocol = Echo
+        self.stats = collect_stats(factory)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        self.ws_port = port.getHost().port
+        metrics_port = free_port()
+        endpoint = f"tcp:{metrics_port}:interface=127.0.0.1"
+        self.metrics = MetricsService(endpoint, [self.stats], reactor)
+        self.metrics.startService()
+        self.addCleanup(self.metrics.stopService)
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+
+    @inlineCallbacks
+    def scrape(self) -> Any:
+        # A plain HTTP client, as Prometheus would be; in a thread so the
+        # reactor keeps serving the scrape.
+        body = yield deferToThread(_get, self.metrics_url)
+        samples = {}
+        for family in text_string_to_metric_families(body.decode()):
+            for sample in family.samples:
+                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return samples
+
+    @inlineCallbacks
+    def test_pongs_move_the_histogram_and_a_silent_peer_adds_exactly_one_timeout(self) -> Any:
+        if not NODE_PEERS_READY:
+            raise unittest.SkipTest(NODE_MISSING)
+        before = yield self.scrape()
+        self.assertEqual(before[("twisted_keepalive_connections_open", ())], 0)
+        url = f"ws://127.0.0.1:{self.ws_port}"
+        live = [spawn_peer("websockets", "client", url, "--duration", "1.2") for _ in range(3)]
+        for peer in live:
+            self.addCleanup(peer.stop)
+        yield sleep(0.6)
+        during = yield self.scrape()
+        self.assertEqual(during[("twisted_keepalive_connections_open", ())], 3)
+        for peer in live:
+            yield peer.ended
+        silent = spawn_peer("ws", "client", url, "--no-pong")
+        self.addCleanup(silent.stop)
+        yield silent.wait_for("close")
+        yield sleep(0.2)
+        after = yield self.scrape()
+        pongs_seen_by_peers = sum(len(p.of("ping")) for p in live)
+        histogram_count = after[("twisted_keepalive_latency_seconds_count", ())]
+        self.assertEqual(histogram_count, pongs_seen_by_peers)
+        self.assertEqual(after[("twisted_keepalive_pongs_received_total", ())], histogram_count)
+        self.assertEqual(
+            after[("twisted_keepalive_heartbeat_timeouts_total", (("cause", "peer_silent"),))], 1
+        )
+        self.assertEqual(after[("twisted_keepalive_connections_opened_total", ())], 4)
+        self.assertEqual(after[("twisted_keepalive_connections_open", ())], 0)
+        self.assertEqual(
+            after[("twisted_keepalive_pings_sent_total", ())], pongs_seen_by_peers + 1
+        )
+        self.assertIn(("twisted_keepalive_reactor_lag_seconds", ()), after)
