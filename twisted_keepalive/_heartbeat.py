@@ -149,6 +149,7 @@ class Heartbeat:
         "_fired_at",
         "_next_ping_at",
         "_order",
+        "_ping_due_at",
         "keepalive_order",
         "keepalive_payload",
         "keepalive_position",
@@ -181,6 +182,7 @@ class Heartbeat:
         #: Set once :meth:`judge` returned :attr:`Verdict.TIMEOUT`.
         self.timeout: Timeout | None = None
         self._next_ping_at: float | None = None
+        self._ping_due_at = 0.0
         # When the current deadline first fired (None: not yet), and how much
         # of our stream had left at the last judgement (progress detection).
         self._fired_at: float | None = None
@@ -327,7 +329,12 @@ class Heartbeat:
         self.keepalive_position = None
         self._fired_at = None
         self._delivered = None
-        self._next_ping_at = now + interval
+        # The schedule runs on nominal times: a Ping sent a little late (timer
+        # granularity, a busy reactor) does not push every later Ping back by
+        # as much.  After a long stall it restarts from now.
+        due = self._next_ping_at
+        self._ping_due_at = due if due is not None and now - due < interval else now
+        self._next_ping_at = self._ping_due_at + interval
         timeout = self.ping_timeout
         # With a timeout, the Pong deadline comes first: the next Ping waits
         # for the Pong (one keepalive Ping in flight).  Without one, Pings go
@@ -366,15 +373,15 @@ class Heartbeat:
         return self._acknowledge_explicit(rank, now)
 
     def _keepalive_acknowledged(self, now: float) -> None:
-        sent_at = self.keepalive_sent_at
+        due_at = self._ping_due_at
         self.keepalive_payload = None
         interval = self.ping_interval
         if interval is None or self.ping_timeout is None:
             # Without a timeout the Ping schedule never waited for Pongs.
             return
         # Ping to ping: the next one goes out an interval after this one was
-        # sent, or now if the round trip took longer than that.
-        next_ping_at = sent_at + interval
+        # due, or now if the round trip took longer than that.
+        next_ping_at = due_at + interval
         if next_ping_at < now:
             next_ping_at = now
         self._next_ping_at = self.wake_at = next_ping_at

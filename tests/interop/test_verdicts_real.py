@@ -11,14 +11,13 @@ import signal
 import time
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, Recording, listen, spawn_peer
-from twisted_keepalive import Cause, Timeout
+from twisted_keepalive import Cause, KeepaliveMixin, Timeout
 
 STALL = 1.2  # seconds the handler blocks the reactor: longer than ping_timeout
 # First ping exactly one interval in, so the timing bounds below are exact.
@@ -79,27 +78,32 @@ class StallingServerTests(unittest.TestCase):
         first keepalive ping goes out.
 
         The block must happen in the reactor's I/O phase, as a blocking
-        ``dataReceived`` would: Twisted sends the buffered ping, then runs the
-        handler of a pipe we wrote to just after queueing the ping; the
-        peer's Pong arrives while that handler sleeps, and the overdue
-        deadline timer runs before the reactor reads the socket again.
+        ``dataReceived`` would: as the ping is written we make a pipe
+        readable, and its handler sleeps in the next I/O phase; the peer's
+        Pong arrives while it sleeps, and the overdue deadline timer runs
+        before the reactor reads the socket again.
         """
         timeouts = self.timeouts
         stall = _StallOnRead()
         reactor.addReader(stall)  # type: ignore[attr-defined]
         self.addCleanup(stall.close)
 
-        def sendPing(self: Any, payload: bytes | None = None) -> None:
-            WebSocketServerProtocol.sendPing(self, payload)
+        def _keepalive_send(self: Any, heartbeat: Any) -> None:
             if not getattr(self, "stalled", False):
                 self.stalled = True
+                # Readable before the Pong can be: epoll reports the pipe
+                # first, so the block starts before the Pong is read.
                 stall.trigger()
+            KeepaliveMixin._keepalive_send(self, heartbeat)
 
         def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
             timeouts.append(timeout)
 
         port = listen(
-            self.recording, sendPing=sendPing, onKeepaliveTimeout=onKeepaliveTimeout, **FAST
+            self.recording,
+            _keepalive_send=_keepalive_send,
+            onKeepaliveTimeout=onKeepaliveTimeout,
+            **FAST,
         )
         self.addCleanup(port.stopListening)
         return int(port.getHost().port)

@@ -237,3 +237,28 @@ def test_ping_that_left_the_queue_is_judged_as_usual() -> None:
     heartbeat.queued_behind(position=1_000, delivered=100)
     heartbeat.wake(15.0)
     assert heartbeat.judge(15.0, Evidence(received_at=0.0, delivered=5_000)) is Verdict.TIMEOUT
+
+
+def test_late_pings_do_not_push_the_schedule_back() -> None:
+    heartbeat = started(interval=1.0, timeout=0.5)
+    sent = []
+    now = 1.0
+    for _ in range(5):
+        now += 0.015  # every timer fires 15 ms late
+        assert heartbeat.wake(now) is Verdict.PING
+        sent.append(now)
+        payload = heartbeat.keepalive_payload
+        assert payload is not None
+        heartbeat.pong_received(payload, now + 0.001)
+        assert heartbeat.wake_at is not None
+        now = heartbeat.wake_at
+    assert sent == pytest.approx([1.015, 2.015, 3.015, 4.015, 5.015])
+
+
+def test_after_a_long_stall_the_schedule_restarts_from_now() -> None:
+    heartbeat = started(interval=1.0, timeout=0.5)
+    assert heartbeat.wake(7.5) is Verdict.PING
+    payload = heartbeat.keepalive_payload
+    assert payload is not None
+    heartbeat.pong_received(payload, 7.6)
+    assert heartbeat.wake_at == 8.5

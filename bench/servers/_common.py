@@ -1,0 +1,35 @@
+"""
+What every benchmark server shares: its command line and the line that tells
+bench/cpu_per_ping.py it is listening.
+
+Each server is started as ``python bench/servers/NAME.py --port P --interval S
+--timeout S --backlog B``; it prints ``READY`` once it accepts connections and
+runs until it is killed.  A server whose library is not installed prints
+``SKIP <reason>`` and exits with status 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+SKIP_STATUS = 3
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between pings")
+    parser.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for a pong")
+    parser.add_argument("--backlog", type=int, default=4096, help="listen() backlog")
+    return parser.parse_args()
+
+
+def ready() -> None:
+    print("READY", flush=True)
+
+
+def skip(reason: str) -> None:
+    print(f"SKIP {reason}", flush=True)
+    sys.exit(SKIP_STATUS)
