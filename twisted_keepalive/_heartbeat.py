@@ -149,12 +149,12 @@ class Heartbeat:
         "_fired_at",
         "_next_ping_at",
         "_order",
-        "_ping_due_at",
         "keepalive_order",
         "keepalive_payload",
         "keepalive_position",
         "keepalive_sent_at",
         "latency",
+        "ping_due_at",
         "ping_interval",
         "ping_timeout",
         "pongs",
@@ -182,7 +182,9 @@ class Heartbeat:
         #: Set once :meth:`judge` returned :attr:`Verdict.TIMEOUT`.
         self.timeout: Timeout | None = None
         self._next_ping_at: float | None = None
-        self._ping_due_at = 0.0
+        #: When the keepalive Ping in flight was due (monotonic seconds); it
+        #: went out at :attr:`keepalive_sent_at`, the difference is lateness.
+        self.ping_due_at = 0.0
         # When the current deadline first fired (None: not yet), and how much
         # of our stream had left at the last judgement (progress detection).
         self._fired_at: float | None = None
@@ -333,8 +335,8 @@ class Heartbeat:
         # granularity, a busy reactor) does not push every later Ping back by
         # as much.  After a long stall it restarts from now.
         due = self._next_ping_at
-        self._ping_due_at = due if due is not None and now - due < interval else now
-        self._next_ping_at = self._ping_due_at + interval
+        self.ping_due_at = due if due is not None and now - due < interval else now
+        self._next_ping_at = self.ping_due_at + interval
         timeout = self.ping_timeout
         # With a timeout, the Pong deadline comes first: the next Ping waits
         # for the Pong (one keepalive Ping in flight).  Without one, Pings go
@@ -373,7 +375,7 @@ class Heartbeat:
         return self._acknowledge_explicit(rank, now)
 
     def _keepalive_acknowledged(self, now: float) -> None:
-        due_at = self._ping_due_at
+        due_at = self.ping_due_at
         self.keepalive_payload = None
         interval = self.ping_interval
         if interval is None or self.ping_timeout is None:

@@ -586,7 +586,7 @@ class KeepaliveMixin:
             heartbeat.queued_behind(after, before - backlog)
         stats = self._keepalive_stats
         if stats is not None:
-            stats.pings_sent += 1
+            stats.keepalive_ping_sent(heartbeat.keepalive_sent_at - heartbeat.ping_due_at)
 
     def _keepalive_judge(self) -> None:
         self._keepalive_timer = None

@@ -22,6 +22,11 @@ LATENCY_BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
 )  # fmt: skip
 
+#: Upper bounds (seconds) of the ping-lateness histogram: how long after its
+#: due time each keepalive Ping went out.  The timer grid alone accounts for
+#: up to 20 ms; more means the reactor was busy.
+LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
 
 class KeepaliveStats:
     """
@@ -38,12 +43,17 @@ class KeepaliveStats:
     :ivar latency_counts: how many round trips fell in each bucket of
         :data:`LATENCY_BUCKETS` (not cumulative; one extra slot for "more").
     :ivar latency_sum: seconds, the sum of all measured round trips.
+    :ivar lateness_counts: keepalive Pings by how late they went out, per
+        bucket of :data:`LATENESS_BUCKETS` (not cumulative; one extra slot).
+    :ivar lateness_sum: seconds, the sum of all keepalive Pings' lateness.
     """
 
     __slots__ = (
         "closed",
         "latency_counts",
         "latency_sum",
+        "lateness_counts",
+        "lateness_sum",
         "opened",
         "pings_sent",
         "pongs_received",
@@ -58,6 +68,8 @@ class KeepaliveStats:
         self.timeouts: dict[Cause, int] = dict.fromkeys(Cause, 0)
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
+        self.lateness_counts = [0] * (len(LATENESS_BUCKETS) + 1)
+        self.lateness_sum = 0.0
 
     @property
     def open(self) -> int:
@@ -69,6 +81,13 @@ class KeepaliveStats:
         self.pongs_received += 1
         self.latency_sum += seconds
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+
+
+    def keepalive_ping_sent(self, lateness: float) -> None:
+        """Count one keepalive Ping that went out ``lateness`` seconds after its due time."""
+        self.pings_sent += 1
+        self.lateness_sum += lateness
+        self.lateness_counts[bisect_left(LATENESS_BUCKETS, lateness)] += 1
 
 
 def collect_stats(factory: Any) -> KeepaliveStats:

@@ -28,6 +28,8 @@ name                                    type       meaning
                                                    ``reactor_stalled``,
                                                    ``peer_too_slow``
 ``latency_seconds``                     histogram  measured round trips
+``ping_lateness_seconds``               histogram  how long after its due time each
+                                                   keepalive Ping went out
 ``reactor_lag_seconds``                 gauge      how late the latest timer probe
                                                    ran (with a :class:`ReactorLag`)
 ``reactor_lag_max_seconds``             gauge      the worst lag since the previous
@@ -55,7 +57,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ._stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag
+from ._stats import LATENCY_BUCKETS, LATENESS_BUCKETS, KeepaliveStats, ReactorLag
 
 __all__ = ["KeepaliveCollector", "MetricsService", "metrics_resource"]
 
@@ -95,7 +97,20 @@ class KeepaliveCollector:
         for cause in stats[0].timeouts if stats else ():
             timeouts.add_metric([cause.value], sum(s.timeouts[cause] for s in stats))
         yield timeouts
-        yield _latency_histogram(stats)
+        yield _histogram(
+            "latency_seconds",
+            "Round-trip time of Ping/Pong exchanges, seconds.",
+            LATENCY_BUCKETS,
+            [s.latency_counts for s in stats],
+            sum(s.latency_sum for s in stats),
+        )
+        yield _histogram(
+            "ping_lateness_seconds",
+            "How long after its due time each keepalive Ping went out, seconds.",
+            LATENESS_BUCKETS,
+            [s.lateness_counts for s in stats],
+            sum(s.lateness_sum for s in stats),
+        )
         if self._lag is not None:
             yield GaugeMetricFamily(
                 f"{PREFIX}_reactor_lag_seconds",
@@ -119,19 +134,22 @@ def _counter(name: str, documentation: str, stats: list[KeepaliveStats], attribu
     )
 
 
-def _latency_histogram(stats: list[KeepaliveStats]) -> Metric:
+def _histogram(
+    name: str,
+    documentation: str,
+    bounds: Sequence[float],
+    counts: list[list[int]],
+    total: float,
+) -> Metric:
     buckets: list[tuple[str, float]] = []
     cumulative = 0
-    for i, bound in enumerate(LATENCY_BUCKETS):
-        cumulative += sum(s.latency_counts[i] for s in stats)
+    for i, bound in enumerate(bounds):
+        cumulative += sum(c[i] for c in counts)
         buckets.append((repr(bound), cumulative))
-    cumulative += sum(s.latency_counts[-1] for s in stats)
+    cumulative += sum(c[-1] for c in counts)
     buckets.append(("+Inf", cumulative))
     return HistogramMetricFamily(
-        f"{PREFIX}_latency_seconds",
-        "Round-trip time of Ping/Pong exchanges, seconds.",
-        buckets=buckets,
-        sum_value=sum(s.latency_sum for s in stats),
+        f"{PREFIX}_{name}", documentation, buckets=buckets, sum_value=total
     )
 
 

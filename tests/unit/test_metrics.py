@@ -4,6 +4,7 @@ The Prometheus collector, read back through prometheus_client's own parser.
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
@@ -28,12 +29,14 @@ def test_counters_and_histogram_sum_over_factories() -> None:
         first.observe_latency(latency)
     second.observe_latency(30.0)
     second.timeouts[Cause.REACTOR_STALLED] += 1
+    first.keepalive_ping_sent(0.003)
+    second.keepalive_ping_sent(0.7)
     registry = CollectorRegistry()
     registry.register(KeepaliveCollector([first, second]))
     samples = scrape(registry)
     assert samples[("twisted_keepalive_connections_opened_total", ())] == 5
     assert samples[("twisted_keepalive_connections_open", ())] == 4
-    assert samples[("twisted_keepalive_pings_sent_total", ())] == 15
+    assert samples[("twisted_keepalive_pings_sent_total", ())] == 17
     assert samples[("twisted_keepalive_pongs_received_total", ())] == 4
     timeouts = "twisted_keepalive_heartbeat_timeouts_total"
     assert samples[(timeouts, (("cause", "reactor_stalled"),))] == 1
@@ -44,6 +47,10 @@ def test_counters_and_histogram_sum_over_factories() -> None:
     assert samples[(bucket, (("le", "20.0"),))] == 3
     assert samples[(bucket, (("le", "+Inf"),))] == 4
     assert samples[("twisted_keepalive_latency_seconds_count", ())] == 4
+    lateness = "twisted_keepalive_ping_lateness_seconds_bucket"
+    assert samples[(lateness, (("le", "0.005"),))] == 1
+    assert samples[(lateness, (("le", "1.0"),))] == 2
+    assert samples[("twisted_keepalive_ping_lateness_seconds_sum", ())] == pytest.approx(0.703)
 
 
 def test_reactor_lag_gauges() -> None:

@@ -96,6 +96,9 @@ def test_latency_hook_and_histogram_count_every_matched_pong() -> None:
     assert sum(stats.latency_counts) == 3
     assert stats.latency_sum == pytest.approx(0.75)
     assert stats.pings_sent == 3
+    # On a test clock every ping goes out exactly when due.
+    assert stats.lateness_counts[0] == 3
+    assert stats.lateness_sum == 0.0
 
 
 def test_reactor_lag_measures_how_late_timers_run() -> None:
