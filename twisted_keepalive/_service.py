@@ -9,6 +9,11 @@ to :func:`~twisted_keepalive.set_keepalive_options` on the factory; each
 connection's :class:`~twisted_keepalive.KeepaliveMixin` reads it when the
 connection opens and schedules its pings from there.
 
+A browser that GETs the server without asking for a WebSocket gets the
+browser module at ``/keepalive.js`` and, at ``/``, a demo page that shows the
+connection's state and latency (:meth:`_ServedConnection.sendServerStatus`);
+the service answers that module's heartbeats unless ``--browser-heartbeat off``.
+
 Shutdown (SIGTERM or SIGINT under twistd): :class:`WebSocketService` stops
 listening, sends Close 1001 "going away" to every connection, waits for all
 of them to be lost for at most the close timeout, aborts the rest, and lets
@@ -17,8 +22,10 @@ twistd exit 0.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -70,7 +77,22 @@ _ABORT_GRACE = 1.0
 GOING_AWAY_CODE = 1001
 GOING_AWAY_REASON = "going away"
 
-#: The command-line name of each keepalive setting.
+#: Settings whose default under ``twistd wskeepalive`` is not the library's:
+#: an operator who opens the server in a browser gets a demo page whose
+#: heartbeats must be answered.  A value on the command line, or one the
+#: ``--protocol`` class sets itself, still wins.
+_SERVICE_DEFAULTS: Mapping[str, float | bool | None] = MappingProxyType({"browser_heartbeat": True})
+
+#: What a plain HTTP GET (no WebSocket upgrade) may fetch: path -> (file in
+#: ``twisted_keepalive/static``, Content-Type).  Anything else is a 404.
+_STATIC_FILES = {
+    "/": ("demo.html", "text/html; charset=utf-8"),
+    "/keepalive.js": ("keepalive.js", "application/javascript; charset=utf-8"),
+}
+
+_PLAIN_TEXT = "text/plain; charset=utf-8"
+
+#: The command-line name of each keepalive setting given in seconds.
 _KEEPALIVE_OPTIONS = {
     "ping-interval": "ping_interval",
     "ping-timeout": "ping_timeout",
@@ -107,7 +129,8 @@ class Settings:
         the operator's class if it lacked it).
     :ivar keepalive: the keepalive settings given on the command line, by
         :func:`~twisted_keepalive.set_keepalive_options` name; for those not
-        given, the protocol class's attributes apply.
+        given, the protocol class's attributes apply, or where it sets none,
+        the service's defaults (``browser_heartbeat`` on) over the library's.
     :ivar allowed_origins: Autobahn ``allowedOrigins`` patterns; empty allows
         every origin.
     :ivar max_message_size: bytes; 0 for no limit.
@@ -116,17 +139,30 @@ class Settings:
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
     protocol: type[Any] = EchoProtocol
-    keepalive: Mapping[str, float | None] = field(default_factory=lambda: MappingProxyType({}))
+    keepalive: Mapping[str, float | bool | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     allowed_origins: tuple[str, ...] = ()
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     external_url: str | None = None
 
-    def keepalive_in_force(self) -> dict[str, float | None]:
-        """Each keepalive setting (seconds or ``None``) as the connections will use it."""
+    def keepalive_given(self) -> dict[str, float | bool | None]:
+        """
+        The settings the factory overrides: those given on the command line,
+        and the service's defaults for those the protocol class leaves alone.
+        """
+        defaults = {
+            setting: value
+            for setting, value in _SERVICE_DEFAULTS.items()
+            if not _class_sets(self.protocol, setting)
+        }
+        return {**defaults, **self.keepalive}
+
+    def keepalive_in_force(self) -> dict[str, float | bool | None]:
+        """Each keepalive setting as the connections will use it."""
+        given = self.keepalive_given()
         return {
-            setting: self.keepalive[setting]
-            if setting in self.keepalive
-            else getattr(self.protocol, setting)
+            setting: given[setting] if setting in given else getattr(self.protocol, setting)
             for setting in SETTING_NAMES
         }
 
@@ -134,6 +170,12 @@ class Settings:
     def close_timeout(self) -> float:
         """Seconds a closing handshake may take."""
         return self.keepalive_in_force()["close_timeout"] or DEFAULT_CLOSE_TIMEOUT
+
+
+def _class_sets(protocol: type[Any], setting: str) -> bool:
+    # KeepaliveMixin holds the library's defaults; a subclass that assigns the
+    # setting has it in its own __dict__.
+    return any(setting in vars(klass) for klass in protocol.__mro__ if klass is not KeepaliveMixin)
 
 
 _Method = TypeVar("_Method", bound=Callable[..., None])
@@ -180,6 +222,15 @@ class Options(usage.Options):
             "Seconds a closing handshake may take (after a keepalive timeout, or at "
             "shutdown) before the TCP connection is aborted. "
             "[default: 10.0, or the close_timeout of a --protocol that subclasses KeepaliveMixin]",
+        ],
+        [
+            "browser-heartbeat",
+            None,
+            None,
+            "'on' to answer the heartbeats of the browser module served at /keepalive.js "
+            "(text messages starting with NUL 'wsk1 ping') and keep them from the "
+            "protocol's onMessage; 'off' to pass them on as ordinary messages. "
+            "[default: on, or the browser_heartbeat of a --protocol that sets it]",
         ],
         [
             "protocol",
@@ -256,19 +307,20 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         backlog = _whole_number("backlog", self["backlog"], minimum=1)
+        keepalive: dict[str, float | bool | None] = {
+            setting: _seconds(option, self[option], allow_off=setting != "close_timeout")
+            for option, setting in _KEEPALIVE_OPTIONS.items()
+            if self[option] is not None
+        }
+        if self["browser-heartbeat"] is not None:
+            keepalive["browser_heartbeat"] = _on_off("browser-heartbeat", self["browser-heartbeat"])
         self.settings = Settings(
             listen=tuple(
                 _listen_description(description, backlog)
                 for description in self["listen"] or [DEFAULT_LISTEN]
             ),
             protocol=_server_protocol(self["protocol"]),
-            keepalive=MappingProxyType(
-                {
-                    setting: _seconds(option, self[option], allow_off=setting != "close_timeout")
-                    for option, setting in _KEEPALIVE_OPTIONS.items()
-                    if self[option] is not None
-                }
-            ),
+            keepalive=MappingProxyType(keepalive),
             allowed_origins=tuple(self["allowed-origin"]),
             max_message_size=_whole_number("max-message-size", self["max-message-size"], minimum=0),
             external_url=_external_url(self["external-url"]),
@@ -287,6 +339,13 @@ def _seconds(option: str, text: str, *, allow_off: bool) -> float | None:
         return validate_seconds(f"--{option}", value, allow_none=False)
     except (TypeError, ValueError) as e:
         raise usage.UsageError(f"{e}{'; off disables it' if allow_off else ''}") from None
+
+
+def _on_off(option: str, text: str) -> bool:
+    switch = text.strip().lower()
+    if switch not in ("on", "off"):
+        raise usage.UsageError(f"--{option} must be on or off, not {text!r}")
+    return switch == "on"
 
 
 def _whole_number(option: str, text: str, *, minimum: int) -> int:
@@ -393,7 +452,9 @@ class _ServedConnection:
         state: int
         latency: float
         keepalive_timeout: Timeout | None
+        http_request_path: str
 
+        def sendData(self, data: bytes) -> None: ...
         def sendCloseFrame(
             self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
         ) -> None: ...
@@ -449,6 +510,39 @@ class _ServedConnection:
 
     def abort(self) -> None:
         self.transport.abortConnection()
+
+    def sendServerStatus(self, redirectUrl: str | None = None, redirectAfter: int = 0) -> None:
+        """
+        Answer a plain HTTP GET (no WebSocket upgrade) with a file from
+        ``static/``, by path, or 404.
+
+        Autobahn calls this instead of its own status page (``webStatus``, on
+        by default) and closes the connection after it.
+        """
+        served = _STATIC_FILES.get(self.http_request_path)
+        if served is None:
+            status, content_type, body = "404 Not Found", _PLAIN_TEXT, b"not found\n"
+        else:
+            name, content_type = served
+            status, body = "200 OK", _static_file(name)
+        server = self.factory.server
+        head = [
+            f"HTTP/1.1 {status}",
+            *([f"Server: {server}"] if server else []),
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+            # The page and the module change with the package: always revalidate.
+            "Cache-Control: no-cache",
+            "X-Content-Type-Options: nosniff",
+            "Connection: close",
+        ]
+        self.sendData("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+
+
+@functools.cache
+def _static_file(name: str) -> bytes:
+    # Read once per process, on first request, from the installed package.
+    return resources.files(__package__).joinpath("static", name).read_bytes()
 
 
 def _served_class(protocol: type[Any]) -> type[Any]:
@@ -559,7 +653,7 @@ def build_service(settings: Settings, reactor: Any) -> WebSocketService:
         # protocol error) before closing, rather than drop TCP unexplained.
         failByDrop=False,
     )
-    set_keepalive_options(factory, **settings.keepalive)
+    set_keepalive_options(factory, **settings.keepalive_given())
     service = WebSocketService(factory, close_timeout, reactor)
     for description in settings.listen:
         listener = _listener(_server_from_string(reactor, description), factory)

@@ -1,0 +1,483 @@
+// keepalive.js: heartbeat, latency and reconnect for browser WebSockets.
+//
+// Browsers answer a server's WebSocket Pings, but give pages no way to send
+// one: a page never learns that its server died (TCP may take minutes or hours
+// to tell), so its reconnect logic never runs.  KeepaliveSocket wraps a
+// WebSocket and sends an application-level heartbeat that a twisted-keepalive
+// server (KeepaliveMixin with browser_heartbeat = True, or `twistd
+// wskeepalive`) answers at once.  Dependency-free ES module; works in browsers
+// and in Node (pass `WebSocket` where there is no global one).
+//
+// Wire format, version 1 (twisted_keepalive/_browser.py is the server's half):
+// the page sends the text message "\x00wsk1 ping " + token (token: 1-64 chars
+// of [A-Za-z0-9_-]); the server answers "\x00wsk1 pong " + token.  Text
+// messages starting with "\x00wsk" are reserved for the heartbeat.
+//
+// Timers: every decision is taken from performance.now() (monotonic), never
+// from how often a timer fired.  Browsers throttle timers in hidden tabs (to
+// once a second, and Chrome to once a minute for chained timers after five
+// minutes hidden), so a setInterval-driven heartbeat would silently ping less
+// often and judge deadlines late.  Here a single setTimeout is re-armed for the
+// next deadline each time it fires, a timer that fires late only delays the
+// decision, and the page becoming visible again wakes an overdue timer at once.
+//
+// Layout: Heartbeat and backoffDelay() are plain state and arithmetic (times in
+// milliseconds in, actions out); KeepaliveSocket is the adapter that owns the
+// WebSocket and the one timer.
+
+export const PROTOCOL_VERSION = 1;
+const RESERVED_PREFIX = '\x00wsk';
+const PING_PREFIX = '\x00wsk1 ping ';
+const PONG_PREFIX = '\x00wsk1 pong ';
+
+/** Close code of a socket the keepalive gave up on (1011 is not ours to send from a page). */
+export const TIMEOUT_CODE = 4000;
+export const PING_TIMEOUT_REASON = 'keepalive ping timeout';
+export const CONNECT_TIMEOUT_REASON = 'keepalive connect timeout';
+
+// Why these defaults:
+// - pingInterval 20 s is well under the 30-120 s after which proxies and load
+//   balancers cut idle connections; pingTimeout 20 s is far beyond any healthy
+//   round trip, even on a mobile link.  Both match the server's defaults, so a
+//   dead server is noticed within 40 s.
+// - connectTimeout 20 s: an opening handshake to a frozen or black-holed server
+//   would otherwise hang for the operating system's TCP timeout (minutes).
+// - reconnectDelay 1 s, reconnectDelayMax 30 s, full jitter: after a server
+//   restart, its clients come back spread over one second rather than all at
+//   once, then over 2, 4, 8, 16 and 30 s while it stays down; the cap bounds
+//   how long a user waits once it is back.  Jitter keeps spreading them at the
+//   cap (a fixed cap with "± some percent" puts every client on one beat).
+export const DEFAULTS = Object.freeze({
+  pingInterval: 20000,
+  pingTimeout: 20000,
+  connectTimeout: 20000,
+  reconnect: true,
+  reconnectDelay: 1000,
+  reconnectDelayMax: 30000,
+});
+
+// setTimeout fires at once for delays above 2^31 - 1 ms; waking early is
+// harmless, since every decision is re-taken from the clock.
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+
+/**
+ * Capped exponential backoff with full jitter: a delay drawn uniformly from
+ * [0, min(cap, base * 2^failures)) milliseconds.
+ *
+ * @param {number} failures consecutive attempts since the last healthy
+ *     connection (0 for the first retry).
+ * @param {number} base milliseconds.
+ * @param {number} cap milliseconds.
+ * @param {() => number} random uniform in [0, 1).
+ */
+export function backoffDelay(failures, base, cap, random = Math.random) {
+  return random() * Math.min(cap, base * 2 ** failures);
+}
+
+/**
+ * The heartbeat of one connection as plain state: no timers, no socket.
+ * Times are milliseconds on one monotonic clock.
+ *
+ * Call poll(now) when `wakeAt` has come (or at any time: it decides from
+ * `now` alone) and do what it says: send a ping with the given token, fail the
+ * connection ("timeout"), or nothing ("wait").  Call pong(token, now) for each
+ * heartbeat reply.  One ping is in flight at a time; pings go out Ping to Ping
+ * every pingInterval, or as soon as a late reply arrives.
+ */
+export class Heartbeat {
+  /** Milliseconds of the last round trip; null before the first reply. */
+  latency = null;
+  /** When to poll next; null once timed out. */
+  wakeAt = null;
+
+  #pingInterval;
+  #pingTimeout;
+  #nextPingAt = 0;
+  #pending = null; // {token, sentAt, deadline, rechecking}
+  #sequence = 0;
+
+  constructor(pingInterval, pingTimeout) {
+    this.#pingInterval = pingInterval;
+    this.#pingTimeout = pingTimeout;
+  }
+
+  /** The connection opened at `now`: the first ping is due at once. */
+  start(now) {
+    // At once, not one interval later: latency is known within one round trip,
+    // and the reconnect backoff resets only once the server has answered.
+    this.#nextPingAt = now;
+    this.wakeAt = now;
+  }
+
+  poll(now) {
+    const pending = this.#pending;
+    if (pending !== null && pending.deadline !== null) {
+      if (now < pending.deadline) {
+        this.wakeAt = pending.deadline;
+        return { action: 'wait' };
+      }
+      if (!pending.rechecking) {
+        // A reply that arrived while the page was busy (or throttled) may be
+        // queued behind this timer: give the event loop one turn to deliver it
+        // before blaming the server for our own stall.
+        pending.rechecking = true;
+        this.wakeAt = now;
+        return { action: 'wait' };
+      }
+      this.wakeAt = null;
+      return { action: 'timeout', waited: now - pending.sentAt };
+    }
+    if (now < this.#nextPingAt) {
+      this.wakeAt = this.#nextPingAt;
+      return { action: 'wait' };
+    }
+    // Without a ping timeout, pings only keep the connection busy: a new one
+    // replaces one that was never answered.
+    this.#sequence += 1;
+    const token = this.#sequence.toString(36);
+    const deadline = this.#pingTimeout === null ? null : now + this.#pingTimeout;
+    this.#pending = { token, sentAt: now, deadline, rechecking: false };
+    this.#nextPingAt = now + this.#pingInterval;
+    this.wakeAt = deadline ?? this.#nextPingAt;
+    return { action: 'ping', token };
+  }
+
+  /** A reply with `token` arrived at `now`: its round trip in ms, or null if it answers nothing. */
+  pong(token, now) {
+    const pending = this.#pending;
+    if (pending === null || token !== pending.token) return null;
+    this.#pending = null;
+    this.latency = now - pending.sentAt;
+    // The next ping stays one interval after this one, or goes at once if the
+    // reply came later than that.
+    this.wakeAt = this.#nextPingAt;
+    return this.latency;
+  }
+}
+
+/** `close`: a connection (or an attempt at one) ended. */
+export class KeepaliveCloseEvent extends Event {
+  constructor(code, reason, wasClean, reconnectDelay) {
+    super('close');
+    /** The WebSocket close code; 4000 when the keepalive gave up on the socket. */
+    this.code = code;
+    this.reason = reason;
+    this.wasClean = wasClean;
+    /** Milliseconds until the next attempt, or null if none will be made. */
+    this.reconnectDelay = reconnectDelay;
+  }
+}
+
+/** `latency`: a heartbeat reply arrived. */
+export class KeepaliveLatencyEvent extends Event {
+  constructor(latency) {
+    super('latency');
+    /** Milliseconds of this round trip. */
+    this.latency = latency;
+  }
+}
+
+function milliseconds(name, value, allowNull) {
+  if (value === null && allowNull) return null;
+  const expected = `a positive number of milliseconds${allowNull ? ' or null' : ''}`;
+  if (typeof value !== 'number') throw new TypeError(`${name} must be ${expected}, not ${typeof value} ${String(value)}`);
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be ${expected}, not ${value}`);
+  return value;
+}
+
+function validated(options) {
+  const known = [...Object.keys(DEFAULTS), 'protocols', 'WebSocket'];
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new TypeError(`unknown KeepaliveSocket option ${JSON.stringify(name)}; expected one of ${known.join(', ')}`);
+    }
+  }
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const merged = { ...DEFAULTS, WebSocket: globalThis.WebSocket, ...given };
+  const settings = {
+    pingInterval: milliseconds('pingInterval', merged.pingInterval, true),
+    pingTimeout: milliseconds('pingTimeout', merged.pingTimeout, true),
+    connectTimeout: milliseconds('connectTimeout', merged.connectTimeout, true),
+    reconnectDelay: milliseconds('reconnectDelay', merged.reconnectDelay, false),
+    reconnectDelayMax: milliseconds('reconnectDelayMax', merged.reconnectDelayMax, false),
+    reconnect: merged.reconnect,
+    protocols: merged.protocols,
+    WebSocket: merged.WebSocket,
+  };
+  if (typeof settings.reconnect !== 'boolean') throw new TypeError(`reconnect must be true or false, not ${String(settings.reconnect)}`);
+  if (settings.reconnectDelayMax < settings.reconnectDelay) {
+    throw new RangeError(`reconnectDelayMax (${settings.reconnectDelayMax}) must not be less than reconnectDelay (${settings.reconnectDelay})`);
+  }
+  if (typeof settings.WebSocket !== 'function') {
+    throw new TypeError('no WebSocket constructor here: pass one as the WebSocket option');
+  }
+  return settings;
+}
+
+/**
+ * A WebSocket with a heartbeat, latency and automatic reconnection.
+ *
+ *     const socket = new KeepaliveSocket('wss://example.com/feed');
+ *     socket.addEventListener('message', (event) => show(event.data));
+ *     socket.addEventListener('latency', () => console.log(socket.latency, 'ms'));
+ *     socket.addEventListener('close', (event) => console.log(event.code, event.reason));
+ *
+ * Events: `open` (every time a connection opens, reconnections included),
+ * `message` (application messages only, `data` untouched; heartbeat replies
+ * never surface), `latency` (KeepaliveLatencyEvent), `close`
+ * (KeepaliveCloseEvent: every time a connection or an attempt ends; its
+ * `reconnectDelay` says whether and when the next attempt comes).
+ */
+export class KeepaliveSocket extends EventTarget {
+  static CONNECTING = CONNECTING;
+  static OPEN = OPEN;
+  static CLOSING = CLOSING;
+  static CLOSED = CLOSED;
+
+  #url;
+  #settings;
+  #binaryType = 'blob';
+  #state = CONNECTING;
+  #stopped = false;
+  #latency = null; // kept across reconnections: the last round trip measured
+  #failures = 0; // attempts since the last connection the server answered on
+  #ws = null;
+  #detach = null; // AbortController for the listeners on #ws
+  #heartbeat = null;
+  #timer = null; // the one timer: connect timeout, heartbeat, or reconnect wait
+  #timerAt = null;
+  #timerAction = null;
+  #onVisible = () => {
+    if (globalThis.document?.visibilityState !== 'hidden') this.#wake();
+  };
+
+  /**
+   * @param {string | URL} url the ws:// or wss:// URL.
+   * @param {object} [options]
+   * @param {number | null} [options.pingInterval=20000] ms between heartbeats, ping to
+   *     ping; null sends none (no latency, no timeout).
+   * @param {number | null} [options.pingTimeout=20000] ms to wait for the reply before
+   *     giving up on the socket (close 4000); null never gives up.
+   * @param {number | null} [options.connectTimeout=20000] ms an opening handshake may
+   *     take before the attempt is abandoned (close 4000); null waits for the browser.
+   * @param {boolean} [options.reconnect=true] reconnect after every close not asked for
+   *     with close().
+   * @param {number} [options.reconnectDelay=1000] ms, the backoff's base.
+   * @param {number} [options.reconnectDelayMax=30000] ms, the backoff's cap.
+   * @param {string | string[]} [options.protocols] WebSocket subprotocols.
+   * @param {Function} [options.WebSocket=globalThis.WebSocket] the WebSocket constructor.
+   */
+  constructor(url, options = {}) {
+    super();
+    this.#url = String(url);
+    this.#settings = validated(options);
+    this.#connect();
+    globalThis.document?.addEventListener?.('visibilitychange', this.#onVisible);
+  }
+
+  get url() {
+    return this.#url;
+  }
+
+  /** CONNECTING (also while waiting to reconnect), OPEN, CLOSING or CLOSED. */
+  get readyState() {
+    return this.#state;
+  }
+
+  /** Milliseconds of the last heartbeat round trip; null before the first reply. */
+  get latency() {
+    return this.#latency;
+  }
+
+  get protocol() {
+    return this.#ws?.protocol ?? '';
+  }
+
+  get extensions() {
+    return this.#ws?.extensions ?? '';
+  }
+
+  get bufferedAmount() {
+    return this.#ws?.bufferedAmount ?? 0;
+  }
+
+  get binaryType() {
+    return this.#binaryType;
+  }
+
+  set binaryType(value) {
+    this.#binaryType = value;
+    if (this.#ws !== null) this.#ws.binaryType = value;
+  }
+
+  /** Send an application message; throws unless open. */
+  send(data) {
+    if (this.#state !== OPEN) {
+      throw new DOMException(`KeepaliveSocket is not open (readyState ${this.#state})`, 'InvalidStateError');
+    }
+    if (this.#settings.pingInterval !== null && typeof data === 'string' && data.startsWith(RESERVED_PREFIX)) {
+      throw new TypeError('text messages starting with "\\x00wsk" are reserved for the keepalive heartbeat');
+    }
+    this.#ws.send(data);
+  }
+
+  /**
+   * Close for good: no more heartbeats, timers or reconnection.  An open or
+   * opening socket is closed with `code` and `reason` and `close` fires when it
+   * has; while waiting to reconnect, the state becomes CLOSED at once.
+   */
+  close(code = 1000, reason = '') {
+    if (this.#stopped) return;
+    if (this.#ws !== null) this.#ws.close(code, reason); // throws on a code pages may not send
+    this.#stopped = true;
+    this.#disarm();
+    this.#heartbeat = null;
+    globalThis.document?.removeEventListener?.('visibilitychange', this.#onVisible);
+    this.#state = this.#ws !== null ? CLOSING : CLOSED;
+  }
+
+  // -- the connection ---------------------------------------------------------
+
+  #connect() {
+    const { WebSocket, protocols, connectTimeout } = this.#settings;
+    const ws = protocols === undefined ? new WebSocket(this.#url) : new WebSocket(this.#url, protocols);
+    ws.binaryType = this.#binaryType;
+    const detach = new AbortController();
+    const { signal } = detach;
+    ws.addEventListener('open', () => this.#opened(), { signal });
+    ws.addEventListener('message', (event) => this.#received(event), { signal });
+    ws.addEventListener('close', (event) => this.#ended(event.code, event.reason, event.wasClean), { signal });
+    this.#ws = ws;
+    this.#detach = detach;
+    this.#state = CONNECTING;
+    if (connectTimeout !== null) {
+      this.#arm(performance.now() + connectTimeout, () => this.#abandon(CONNECT_TIMEOUT_REASON));
+    } else {
+      this.#disarm();
+    }
+  }
+
+  #opened() {
+    this.#state = OPEN;
+    const { pingInterval, pingTimeout } = this.#settings;
+    if (pingInterval === null) {
+      this.#failures = 0;
+      this.#disarm();
+    } else {
+      this.#heartbeat = new Heartbeat(pingInterval, pingTimeout);
+      this.#heartbeat.start(performance.now());
+      this.#beat();
+    }
+    this.dispatchEvent(new Event('open'));
+  }
+
+  #beat() {
+    const heartbeat = this.#heartbeat;
+    const step = heartbeat.poll(performance.now());
+    if (step.action === 'timeout') {
+      this.#abandon(PING_TIMEOUT_REASON);
+      return;
+    }
+    if (step.action === 'ping') this.#ws.send(PING_PREFIX + step.token);
+    this.#arm(heartbeat.wakeAt, () => this.#beat());
+  }
+
+  #received(event) {
+    const { data } = event;
+    if (this.#settings.pingInterval !== null && typeof data === 'string' && data.startsWith(RESERVED_PREFIX)) {
+      // Reserved: a reply is handled here, anything else is dropped.
+      if (this.#heartbeat !== null && data.startsWith(PONG_PREFIX)) {
+        const latency = this.#heartbeat.pong(data.slice(PONG_PREFIX.length), performance.now());
+        if (latency !== null) {
+          this.#latency = latency;
+          this.#failures = 0; // the server answers: a healthy connection
+          this.#beat();
+          this.dispatchEvent(new KeepaliveLatencyEvent(latency));
+        }
+      }
+      return;
+    }
+    this.dispatchEvent(
+      new MessageEvent('message', { data, origin: event.origin, lastEventId: event.lastEventId }),
+    );
+  }
+
+  /** The keepalive gives up on the socket: `close` now, without waiting for TCP. */
+  #abandon(reason) {
+    const ws = this.#ws;
+    this.#release();
+    try {
+      ws.close(TIMEOUT_CODE, reason);
+    } catch {
+      // Already closing: it is detached and forgotten all the same.
+    }
+    this.#ended(TIMEOUT_CODE, reason, false);
+  }
+
+  #release() {
+    this.#detach?.abort();
+    this.#detach = null;
+    this.#ws = null;
+    this.#heartbeat = null;
+    this.#disarm();
+  }
+
+  #ended(code, reason, wasClean) {
+    this.#release();
+    let delay = null;
+    if (this.#settings.reconnect && !this.#stopped) {
+      const { reconnectDelay, reconnectDelayMax } = this.#settings;
+      delay = backoffDelay(this.#failures, reconnectDelay, reconnectDelayMax);
+      this.#failures += 1;
+      this.#state = CONNECTING;
+      this.#arm(performance.now() + delay, () => this.#connect());
+    } else {
+      this.#stopped = true;
+      this.#state = CLOSED;
+      globalThis.document?.removeEventListener?.('visibilitychange', this.#onVisible);
+    }
+    // After the reconnect is scheduled, so that a listener's close() cancels it.
+    this.dispatchEvent(new KeepaliveCloseEvent(code, reason, wasClean, delay));
+  }
+
+  // -- the one timer ------------------------------------------------------------
+
+  #arm(at, action) {
+    this.#disarm();
+    if (at === null) return;
+    this.#timerAt = at;
+    this.#timerAction = action;
+    const delay = Math.min(MAX_TIMER_DELAY, Math.max(0, at - performance.now()));
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      if (performance.now() >= at) {
+        this.#timerAt = null;
+        this.#timerAction = null;
+        action();
+      } else {
+        this.#arm(at, action); // woke early: a clamped or imprecise timer
+      }
+    }, delay);
+  }
+
+  #disarm() {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#timerAt = null;
+    this.#timerAction = null;
+  }
+
+  /** The page is visible again: run a timer that throttling kept from firing on time. */
+  #wake() {
+    const action = this.#timerAction;
+    if (action !== null && performance.now() >= this.#timerAt) {
+      this.#disarm();
+      action();
+    }
+  }
+}
