@@ -44,6 +44,7 @@ from twisted.python.reflect import namedAny
 from ._config import DEFAULT_CLOSE_TIMEOUT, SETTING_NAMES, validate_seconds
 from ._heartbeat import Timeout
 from ._mixin import KeepaliveMixin, set_keepalive_options
+from ._stats import collect_stats
 
 __all__ = [
     "EchoProtocol",
@@ -135,6 +136,7 @@ class Settings:
         every origin.
     :ivar max_message_size: bytes; 0 for no limit.
     :ivar external_url: the ``ws://`` or ``wss://`` URL clients use, or ``None``.
+    :ivar metrics: the endpoint to serve Prometheus metrics on, or ``None``.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -145,6 +147,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     external_url: str | None = None
+    metrics: str | None = None
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """
@@ -255,6 +258,14 @@ class Options(usage.Options):
             "factory.url. [default: none]",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
+            "tcp:9100:interface=127.0.0.1 (needs the metrics extra: "
+            "pip install 'twisted-keepalive[metrics]'). [default: off]",
+        ],
+        [
             "backlog",
             None,
             str(DEFAULT_BACKLOG),
@@ -324,6 +335,7 @@ class Options(usage.Options):
             allowed_origins=tuple(self["allowed-origin"]),
             max_message_size=_whole_number("max-message-size", self["max-message-size"], minimum=0),
             external_url=_external_url(self["external-url"]),
+            metrics=_metrics_endpoint(self["metrics"]),
         )
 
 
@@ -346,6 +358,24 @@ def _on_off(option: str, text: str) -> bool:
     if switch not in ("on", "off"):
         raise usage.UsageError(f"--{option} must be on or off, not {text!r}")
     return switch == "on"
+
+
+def _metrics_endpoint(description: str | None) -> str | None:
+    if description is None:
+        return None
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise usage.UsageError(
+            "--metrics needs prometheus_client: pip install 'twisted-keepalive[metrics]'"
+        ) from None
+    from twisted.internet import reactor
+
+    try:
+        _server_from_string(reactor, description)
+    except Exception as e:
+        raise usage.UsageError(f"--metrics {description!r} is not a usable endpoint: {e}") from None
+    return description
 
 
 def _whole_number(option: str, text: str, *, minimum: int) -> int:
@@ -655,6 +685,11 @@ def build_service(settings: Settings, reactor: Any) -> WebSocketService:
     )
     set_keepalive_options(factory, **settings.keepalive_given())
     service = WebSocketService(factory, close_timeout, reactor)
+    if settings.metrics is not None:
+        from .metrics import MetricsService
+
+        metrics = MetricsService(settings.metrics, [collect_stats(factory)], reactor)
+        service.addService(metrics)  # type: ignore[no-untyped-call]
     for description in settings.listen:
         listener = _listener(_server_from_string(reactor, description), factory)
         # A port that cannot be bound stops twistd at startup instead of
@@ -666,6 +701,7 @@ def build_service(settings: Settings, reactor: Any) -> WebSocketService:
         "ping_timeout {ping_timeout}, close_timeout {close_timeout} (seconds)",
         protocol=settings.protocol.__qualname__,
         listen=", ".join(settings.listen),
+        metrics=settings.metrics,
         keepalive_event="start",
         **settings.keepalive_in_force(),
     )

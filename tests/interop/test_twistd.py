@@ -86,6 +86,8 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         (["--backlog", "0"], "--backlog must be a positive whole number"),
         (["--external-url", "http://example.com/"], "--external-url must be a ws:// or wss://"),
         (["--no-such-option"], "option --no-such-option not recognized"),
+        (["--metrics", "tcp:nine"], "--metrics 'tcp:nine' is not a usable endpoint"),
+        (["--browser-heartbeat", "maybe"], "--browser-heartbeat must be on or off"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
