@@ -401,11 +401,6 @@ class KeepaliveMixin:
         super()._onPong(payload)  # type: ignore[misc]
 
     def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        heartbeat = self._keepalive_heartbeat
-        if heartbeat is not None and heartbeat.timeout is not None and not wasClean:
-            # Autobahn reports the abort as a closing-handshake timeout; the
-            # application should learn why the connection was failed.
-            reason = f"{TIMEOUT_CLOSE_REASON} ({reason})"
         self._keepalive_stop(ConnectionClosed(code, reason or "connection closed"))
         super()._onClose(wasClean, code, reason)  # type: ignore[misc]
 
@@ -642,6 +637,9 @@ class KeepaliveMixin:
         try:
             self.onKeepaliveTimeout(timeout)
         finally:
+            # What Autobahn hands onClose if the connection ends without the
+            # peer's Close: 1006 'connection was closed uncleanly ("keepalive
+            # ping timeout")'.
             self.wasClean = False
             self.wasNotCleanReason = TIMEOUT_CLOSE_REASON
             if self.state == _STATE_OPEN:
