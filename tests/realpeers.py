@@ -27,6 +27,7 @@ from autobahn.twisted.websocket import (
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
+from twisted.trial import unittest
 
 from twisted_keepalive import KeepaliveMixin
 
@@ -186,3 +187,21 @@ def sleep(seconds: float) -> Deferred[None]:
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+
+
+class RealPeerCase(unittest.TestCase):
+    """A trial test case that starts real peers and our servers, and cleans up after both."""
+
+    timeout = 30
+
+    def peer(self, kind: str, *args: str) -> PeerProcess:
+        """A peer (see :func:`spawn_peer`), killed when the test ends."""
+        peer = spawn_peer(kind, *args)
+        self.addCleanup(peer.stop)
+        return peer
+
+    def serve(self, recording: Recording, **settings: Any) -> int:
+        """Our keepalive server (see :func:`listen`) until the test ends; its port."""
+        port = listen(recording, **settings)
+        self.addCleanup(port.stopListening)
+        return int(port.getHost().port)

@@ -22,11 +22,10 @@ from twisted.trial import unittest
 from tests.realpeers import (
     NODE_MISSING,
     NODE_PEERS_READY,
+    RealPeerCase,
     Recording,
     connect,
-    listen,
     sleep,
-    spawn_peer,
 )
 from twisted_keepalive import ConnectionClosed
 
@@ -39,25 +38,16 @@ FAST = {
 }
 
 
-class OurServerTests(unittest.TestCase):
-    timeout = 30
-
+class OurServerTests(RealPeerCase):
     def setUp(self) -> None:
         self.recording = Recording()
 
-    def serve(self, **settings: Any) -> int:
-        port = listen(self.recording, **{**FAST, **settings})
-        self.addCleanup(port.stopListening)
-        return int(port.getHost().port)
-
-    def peer(self, kind: str, *args: str) -> Any:
-        peer = spawn_peer(kind, *args)
-        self.addCleanup(peer.stop)
-        return peer
+    def serve_fast(self, **settings: Any) -> int:
+        return self.serve(self.recording, **{**FAST, **settings})
 
     @inlineCallbacks
     def test_websockets_client_answers_our_pings_on_schedule(self) -> Any:
-        port = self.serve()
+        port = self.serve_fast()
         peer = self.peer("websockets", "client", f"ws://127.0.0.1:{port}", "--duration", "1.5")
         yield peer.wait_for("close")
         yield self.recording.closed
@@ -73,7 +63,7 @@ class OurServerTests(unittest.TestCase):
 
     @inlineCallbacks
     def test_ping_fires_with_the_measured_round_trip(self) -> Any:
-        port = self.serve(ping_interval=None)
+        port = self.serve_fast(ping_interval=None)
         peer = self.peer("websockets", "client", f"ws://127.0.0.1:{port}", "--duration", "5")
         protocol = yield self.recording.opened
         before = time.monotonic()
@@ -91,7 +81,7 @@ class OurServerTests(unittest.TestCase):
 
     @inlineCallbacks
     def test_pending_ping_fails_when_the_peer_goes_away(self) -> Any:
-        port = self.serve(ping_interval=None)
+        port = self.serve_fast(ping_interval=None)
         peer = self.peer("ws", "client", f"ws://127.0.0.1:{port}", "--no-pong")
         protocol = yield self.recording.opened
         pending = protocol.ping()
@@ -104,7 +94,7 @@ class OurServerTests(unittest.TestCase):
     def test_ws_peer_that_never_answers_is_failed_with_1011(self) -> Any:
         if not NODE_PEERS_READY:
             raise unittest.SkipTest(NODE_MISSING)
-        port = self.serve()
+        port = self.serve_fast()
         peer = self.peer("ws", "client", f"ws://127.0.0.1:{port}", "--no-pong")
         yield self.recording.opened
         opened_at = time.monotonic()
@@ -118,7 +108,7 @@ class OurServerTests(unittest.TestCase):
 
     @inlineCallbacks
     def test_frozen_peer_is_detected_within_interval_timeout_and_close_timeout(self) -> Any:
-        port = self.serve()
+        port = self.serve_fast()
         peer = self.peer("websockets", "client", f"ws://127.0.0.1:{port}")
         yield self.recording.opened
         while not self.recording.pongs:
@@ -133,13 +123,10 @@ class OurServerTests(unittest.TestCase):
         self.assertIn("keepalive ping timeout", reason)
 
 
-class OurClientTests(unittest.TestCase):
-    timeout = 30
-
+class OurClientTests(RealPeerCase):
     @inlineCallbacks
     def start_server(self, *args: str) -> Any:
-        peer = spawn_peer("websockets", "server", "--port", "0", *args)
-        self.addCleanup(peer.stop)
+        peer = self.peer("websockets", "server", "--port", "0", *args)
         listening = yield peer.wait_for("listening")
         return peer, listening["port"]
 

@@ -16,7 +16,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, Recording, listen, spawn_peer
+from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, RealPeerCase, Recording
 from twisted_keepalive import Cause, KeepaliveMixin, Timeout
 
 STALL = 1.2  # seconds the handler blocks the reactor: longer than ping_timeout
@@ -57,9 +57,7 @@ class _StallOnRead:
         os.close(self._write)
 
 
-class StallingServerTests(unittest.TestCase):
-    timeout = 30
-
+class StallingServerTests(RealPeerCase):
     def setUp(self) -> None:
         self.recording = Recording()
         self.timeouts: list[Timeout] = []
@@ -99,19 +97,12 @@ class StallingServerTests(unittest.TestCase):
         def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
             timeouts.append(timeout)
 
-        port = listen(
+        return self.serve(
             self.recording,
             _keepalive_send=_keepalive_send,
             onKeepaliveTimeout=onKeepaliveTimeout,
             **FAST,
         )
-        self.addCleanup(port.stopListening)
-        return int(port.getHost().port)
-
-    def peer(self, kind: str, *args: str) -> Any:
-        peer = spawn_peer(kind, *args)
-        self.addCleanup(peer.stop)
-        return peer
 
     @inlineCallbacks
     def test_responsive_peer_survives_a_reactor_stall_longer_than_ping_timeout(self) -> Any:
@@ -144,9 +135,7 @@ class StallingServerTests(unittest.TestCase):
             self.assertIn(field, warning)
 
 
-class BusyPeerTests(unittest.TestCase):
-    timeout = 30
-
+class BusyPeerTests(RealPeerCase):
     @inlineCallbacks
     def test_peer_sending_a_multi_megabyte_frame_slowly_is_not_failed(self) -> Any:
         recording = Recording()
@@ -155,14 +144,12 @@ class BusyPeerTests(unittest.TestCase):
         def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
             timeouts.append(timeout)
 
-        port = listen(recording, onKeepaliveTimeout=onKeepaliveTimeout, **FAST)
-        self.addCleanup(port.stopListening)
+        port = self.serve(recording, onKeepaliveTimeout=onKeepaliveTimeout, **FAST)
         size = 3 * 1024 * 1024
-        peer = spawn_peer(
-            "raw_slow_frame", "127.0.0.1", str(port.getHost().port),
+        peer = self.peer(
+            "raw_slow_frame", "127.0.0.1", str(port),
             "--size", str(size), "--rate", str(1024 * 1024), "--linger", "1.5",
         )  # fmt: skip
-        self.addCleanup(peer.stop)
         sent = yield peer.wait_for("sent")
         yield peer.ended
         self.assertEqual(timeouts, [])
@@ -179,13 +166,10 @@ class BusyPeerTests(unittest.TestCase):
     @inlineCallbacks
     def test_peer_silent_from_the_start_is_failed_within_the_usual_bound(self) -> Any:
         recording = Recording()
-        port = listen(recording, **FAST)
-        self.addCleanup(port.stopListening)
-        peer = spawn_peer(
-            "raw_slow_frame", "127.0.0.1", str(port.getHost().port),
-            "--size", "0", "--linger", "5",
-        )  # fmt: skip
-        self.addCleanup(peer.stop)
+        port = self.serve(recording, **FAST)
+        peer = self.peer(
+            "raw_slow_frame", "127.0.0.1", str(port), "--size", "0", "--linger", "5"
+        )
         yield peer.wait_for("sent")
         peer.signal(signal.SIGSTOP)
         start = time.monotonic()
