@@ -83,15 +83,17 @@ class Evidence:
     :ivar received_at: monotonic time of the last bytes from the peer.
     :ivar mid_frame: the peer is in the middle of sending a frame, so its Pong
         cannot come before that frame ends.
-    :ivar delivered: bytes of our outbound stream that have left the
-        transport's queue (see :meth:`Heartbeat.queued_behind`), or ``None``
-        when the transport cannot tell.
+    :ivar frame_began_at: monotonic time the first bytes of that frame arrived.
+    :ivar delivered: bytes of our outbound stream the peer has acknowledged
+        (see :meth:`Heartbeat.queued_behind`), or ``None`` when the transport
+        cannot tell.
     :ivar queued: bytes of ours still waiting to leave this host (transport
         and kernel), or ``None``.
     """
 
     received_at: float
     mid_frame: bool = False
+    frame_began_at: float = 0.0
     delivered: int | None = None
     queued: int | None = None
 
@@ -266,19 +268,27 @@ class Heartbeat:
         sent_at = self.keepalive_sent_at
         limit = sent_at + timeout * MAX_GRACE_FACTOR
         progress_at = None
-        if evidence.mid_frame and evidence.received_at > sent_at:
+        if (
+            evidence.mid_frame
+            and evidence.received_at > sent_at
+            # Only a frame the peer began before our Ping could reach it
+            # holds its Pong back; one begun later is no excuse, or a peer
+            # always half-way through some frame would never be judged.
+            and evidence.frame_began_at <= sent_at + self.latency + STALL_THRESHOLD
+        ):
             progress_at = evidence.received_at
         delivered = evidence.delivered
-        position = self.keepalive_position
         baseline = self._delivered
         if (
-            delivered is not None
-            and position is not None
+            self.keepalive_position is not None
+            and delivered is not None
             and baseline is not None
-            and baseline < delivered < position
+            and delivered > baseline
+            and evidence.queued
         ):
-            # Our Ping is still queued here, and the data ahead of it is
-            # draining: the peer is reading, slowly.
+            # Our Ping was queued behind our own data, some of it is still
+            # waiting, and the peer acknowledged more since we last looked:
+            # it is reading, slowly, and may not have read the Ping yet.
             progress_at = now
         self._delivered = delivered
         fired_at = self._fired_at if self._fired_at is not None else now
@@ -312,7 +322,7 @@ class Heartbeat:
         The keepalive Ping just sent is queued behind our own unsent data.
 
         :param position: where the Ping ends in our outbound byte stream.
-        :param delivered: how much of that stream has left the queue so far.
+        :param delivered: how much of that stream the peer had acknowledged.
         """
         self.keepalive_position = position
         self._delivered = delivered

@@ -52,6 +52,10 @@ TIMEOUT_CLOSE_REASON = "keepalive ping timeout"
 
 _STATE_OPEN = WebSocketProtocol.STATE_OPEN
 
+#: Bytes; while more than this waits in our write buffer, Pings from the peer
+#: are not answered one by one (only the latest, once the buffer drains).
+PONG_BACKLOG_LIMIT = 64 * 1024
+
 #: Seconds; keepalive deadlines on a real reactor are rounded up to this grid
 #: so that many connections' timers fire in one reactor turn.  At 4,000
 #: connections pinging every second, per-connection deadlines woke the reactor
@@ -241,6 +245,10 @@ class KeepaliveMixin:
     _keepalive_stats: KeepaliveStats | None = None
     _keepalive_rx_at = 0.0
     _keepalive_browser = False
+    _keepalive_tx_mark = 0
+    _keepalive_frame: Any = None
+    _keepalive_frame_at = 0.0
+    _keepalive_unanswered: bytes | None = None
     _keepalive_grid = 0.0
     _keepalive_head: bytes | None = None
     _keepalive_masked = False
@@ -333,6 +341,9 @@ class KeepaliveMixin:
         waiter: Deferred[float] = Deferred(forget)
         waiters[payload] = waiter
         self.sendPing(payload)
+        stats = self._keepalive_stats
+        if stats is not None:
+            stats.pings_sent += 1
         return waiter
 
     # -- hooks for applications ---------------------------------------------
@@ -366,10 +377,15 @@ class KeepaliveMixin:
                 self._keepalive_start()
 
     def _dataReceived(self, data: bytes) -> None:
-        # The time of the peer's last bytes: evidence for a deadline verdict
-        # (a peer mid-frame is alive) and the "idle" figure in its log.
-        self._keepalive_rx_at = self._keepalive_now()
+        # The time of the peer's last bytes, and when the frame it is in the
+        # middle of began: evidence for a deadline verdict (a peer busy with a
+        # frame it started before our Ping is alive) and the "idle" figure.
+        now = self._keepalive_rx_at = self._keepalive_now()
         super()._dataReceived(data)  # type: ignore[misc]
+        frame = getattr(self, "current_frame", None)
+        if frame is not self._keepalive_frame:
+            self._keepalive_frame = frame
+            self._keepalive_frame_at = now
 
     def _onMessage(self, payload: bytes, isBinary: bool) -> None:
         if (
@@ -382,6 +398,17 @@ class KeepaliveMixin:
                 self.sendMessage(reply, False)
             return
         super()._onMessage(payload, isBinary)  # type: ignore[misc]
+
+    def _onPing(self, payload: bytes) -> None:
+        backlog = _transport_backlog(self.transport)
+        if backlog is not None and backlog > PONG_BACKLOG_LIMIT:
+            # A peer that pings but does not read would have us queue Pongs
+            # without end.  RFC 6455 5.5.3 lets us answer only the latest
+            # Ping: keep it, and answer once our buffer has drained.
+            self._keepalive_unanswered = payload
+            return
+        self._keepalive_unanswered = None
+        super()._onPing(payload)  # type: ignore[misc]
 
     def _onPong(self, payload: bytes) -> None:
         heartbeat = self._keepalive_heartbeat
@@ -528,6 +555,8 @@ class KeepaliveMixin:
             # started it) decides from here.
             heartbeat.stop()
             return
+        if self._keepalive_unanswered is not None:
+            self._keepalive_answer_latest_ping()
         verdict = heartbeat.wake(self._keepalive_now())
         if verdict is Verdict.PING:
             self._keepalive_send(heartbeat)
@@ -540,18 +569,27 @@ class KeepaliveMixin:
             return
         self._keepalive_schedule(heartbeat)
 
+    def _keepalive_answer_latest_ping(self) -> None:
+        backlog = _transport_backlog(self.transport)
+        if backlog is not None and backlog <= PONG_BACKLOG_LIMIT:
+            payload, self._keepalive_unanswered = self._keepalive_unanswered, None
+            super()._onPing(payload)  # type: ignore[misc]
+
     def _keepalive_send(self, heartbeat: Heartbeat) -> None:
         payload = heartbeat.keepalive_payload
         assert payload is not None
         transport = self.transport
+        traffic = self.trafficStats
+        before = traffic.outgoingOctetsWireLevel
+        # Whether our Ping waits behind our own data (a slow reader) matters
+        # only if the application wrote since the last Ping: an idle
+        # connection skips the measurement and its system call.
+        queued = _unsent(transport) if before != self._keepalive_tx_mark else 0
         head = self._keepalive_head
         if head is None or self.send_queue:
             # Autobahn's own framing: it logs frames or octets, or it holds
             # chopped writes our Ping must queue behind.
-            backlog = _transport_backlog(transport)
-            before = self.trafficStats.outgoingOctetsWireLevel
             self.sendPing(payload)
-            after = self.trafficStats.outgoingOctetsWireLevel
         else:
             # The keepalive Ping is always 4 bytes: build the frame here
             # rather than through sendPing() -> sendFrame() -> sendData(),
@@ -563,22 +601,23 @@ class KeepaliveMixin:
             else:
                 frame = head + payload
             sock = self._keepalive_socket
-            if sock is not None and not transport.TLS:
-                backlog = transport._tempDataLen + len(transport.dataBuffer) - transport.offset
-                if not backlog and transport.connected and not transport.disconnecting:
-                    _send_past_buffer(transport, sock, frame)
-                else:
-                    transport.write(frame)
+            if (
+                sock is not None
+                and not transport.TLS
+                and not transport._tempDataLen
+                and transport.offset == len(transport.dataBuffer)
+                and transport.connected
+                and not transport.disconnecting
+            ):
+                _send_past_buffer(transport, sock, frame)
             else:
-                backlog = _transport_backlog(transport)
                 transport.write(frame)
-            traffic = self.trafficStats
-            before = traffic.outgoingOctetsWireLevel
-            after = traffic.outgoingOctetsWireLevel = before + len(frame)
-        if backlog:
-            # The Ping waits behind our own unsent data: remember where, so
-            # that a slow reader draining that data is not taken for dead.
-            heartbeat.queued_behind(after, before - backlog)
+            traffic.outgoingOctetsWireLevel = before + len(frame)
+        self._keepalive_tx_mark = after = traffic.outgoingOctetsWireLevel
+        if queued:
+            # Remember how much had left when the Ping was queued, so that a
+            # slow reader still draining our data is not taken for dead.
+            heartbeat.queued_behind(after, before - queued)
         stats = self._keepalive_stats
         if stats is not None:
             stats.keepalive_ping_sent(heartbeat.keepalive_sent_at - heartbeat.ping_due_at)
@@ -588,17 +627,14 @@ class KeepaliveMixin:
         heartbeat = self._keepalive_heartbeat
         if heartbeat is None or self.state != _STATE_OPEN:
             return
-        transport = self.transport
-        backlog = _transport_backlog(transport)
-        delivered = None
-        if backlog is not None:
-            delivered = self.trafficStats.outgoingOctetsWireLevel - backlog
-        kernel = _kernel_unsent(transport)
-        queued = None if backlog is None and kernel is None else (backlog or 0) + (kernel or 0)
+        queued = _unsent(self.transport)
+        written = self.trafficStats.outgoingOctetsWireLevel
+        frame = getattr(self, "current_frame", None)
         evidence = Evidence(
             received_at=self._keepalive_rx_at,
-            mid_frame=getattr(self, "current_frame", None) is not None,
-            delivered=delivered,
+            mid_frame=frame is not None and frame is self._keepalive_frame,
+            frame_began_at=self._keepalive_frame_at,
+            delivered=None if queued is None else written - queued,
             queued=queued,
         )
         verdict = heartbeat.judge(self._keepalive_now(), evidence)
@@ -775,6 +811,18 @@ def _transport_backlog(transport: Any) -> int | None:
         return len(buffer) - offset + temp  # type: ignore[no-any-return]
     except TypeError:
         return None
+
+
+def _unsent(transport: Any) -> int | None:
+    """
+    Bytes we wrote that the peer has not acknowledged yet: Twisted's write
+    buffer plus the kernel's send queue, or ``None`` when neither can be read.
+    """
+    backlog = _transport_backlog(transport)
+    kernel = _kernel_unsent(transport)
+    if backlog is None and kernel is None:
+        return None
+    return (backlog or 0) + (kernel or 0)
 
 
 def _kernel_unsent(transport: Any) -> int | None:

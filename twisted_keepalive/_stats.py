@@ -84,7 +84,10 @@ class KeepaliveStats:
 
 
     def keepalive_ping_sent(self, lateness: float) -> None:
-        """Count one keepalive Ping that went out ``lateness`` seconds after its due time."""
+        """
+        Count one keepalive Ping that went out ``lateness`` seconds after its
+        due time (application Pings only bump :attr:`pings_sent`).
+        """
         self.pings_sent += 1
         self.lateness_sum += lateness
         self.lateness_counts[bisect_left(LATENESS_BUCKETS, lateness)] += 1
