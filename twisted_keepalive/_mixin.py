@@ -12,7 +12,6 @@ without calling ``super()``; a mixin relying on them would silently do nothing.
 from __future__ import annotations
 
 import fcntl
-import math
 import random
 import struct
 import termios
@@ -41,6 +40,7 @@ from ._config import (
 from ._errors import ConnectionClosed
 from ._heartbeat import Evidence, Heartbeat, Timeout, Verdict
 from ._stats import KeepaliveStats
+from ._wheel import TimerWheel
 
 __all__ = ["KeepaliveMixin", "set_keepalive_options"]
 
@@ -57,10 +57,11 @@ _STATE_OPEN = WebSocketProtocol.STATE_OPEN
 PONG_BACKLOG_LIMIT = 64 * 1024
 
 #: Seconds; keepalive deadlines on a real reactor are rounded up to this grid
-#: so that many connections' timers fire in one reactor turn.  At 4,000
+#: and served a slot at a time by one TimerWheel per factory.  At 4,000
 #: connections pinging every second, per-connection deadlines woke the reactor
-#: about 1,400 times a second; on a 20 ms grid at most 50.  A deadline is never
-#: early and at most this much late.  Test clocks get exact deadlines.
+#: about 1,400 times a second; on a 20 ms grid at most 50, and a Ping costs no
+#: push onto the reactor's timer heap.  A deadline is never early and at most
+#: this much late.  Test clocks get exact per-connection deadlines.
 TIMER_GRID = 0.02
 
 #: The attribute of a factory that :func:`set_keepalive_options` fills.
@@ -234,6 +235,8 @@ class KeepaliveMixin:
     _keepalive_heartbeat: Heartbeat | None = None
     _keepalive_timer: _DelayedCall | None = None
     _keepalive_timer_at = 0.0
+    _keepalive_wheel: TimerWheel | None = None
+    _keepalive_slot: int | None = None
     _keepalive_abort: _DelayedCall | None = None
     _keepalive_waiters: dict[bytes, Deferred[float]] | None = None
     _keepalive_closed: ConnectionClosed | None = None
@@ -249,7 +252,6 @@ class KeepaliveMixin:
     _keepalive_frame: Any = None
     _keepalive_frame_at = 0.0
     _keepalive_unanswered: bytes | None = None
-    _keepalive_grid = 0.0
     _keepalive_head: bytes | None = None
     _keepalive_masked = False
     _keepalive_socket: Any = None
@@ -461,10 +463,15 @@ class KeepaliveMixin:
         # clock is the only time there is.
         if IReactorCore.providedBy(clock):
             self._keepalive_now = time.monotonic
-            self._keepalive_grid = TIMER_GRID
+            # One wheel for all the factory's connections on this reactor.
+            wheel = getattr(self.factory, "_keepalive_wheel", None)
+            if wheel is None or wheel.clock is not clock:
+                wheel = TimerWheel(clock, time.monotonic, TIMER_GRID)
+                self.factory._keepalive_wheel = wheel
+            self._keepalive_wheel = wheel
         else:
             self._keepalive_now = clock.seconds
-            self._keepalive_grid = 0.0
+            self._keepalive_wheel = None
         self._keepalive_rx_at = self._keepalive_now()
         self._keepalive_heartbeat = Heartbeat(None, None)
         stats = self._keepalive_stats = getattr(self.factory, "keepalive_stats", None)
@@ -521,29 +528,45 @@ class KeepaliveMixin:
 
     def _keepalive_schedule(self, heartbeat: Heartbeat) -> None:
         wake_at = heartbeat.wake_at
+        self._keepalive_timer_at = 0.0 if wake_at is None else wake_at
+        wheel = self._keepalive_wheel
+        if wheel is not None:
+            slot = self._keepalive_slot
+            if wake_at is None:
+                if slot is not None:
+                    wheel.remove(self, slot)
+                    self._keepalive_slot = None
+                return
+            new = wheel.slot_of(wake_at)
+            if slot is not None:
+                if new == slot or new == slot - 1:
+                    # Already there, or the usual Pong: the next Ping is due
+                    # a slot before the Pong deadline the connection waits for
+                    # (timeout == interval, and this Ping went out up to a
+                    # slot late).  Leave it: the Ping goes out at most a slot
+                    # late, and as the schedule runs on nominal times the
+                    # lateness never accumulates.
+                    return
+                wheel.remove(self, slot)
+            wheel.add(self, new)
+            self._keepalive_slot = new
+            return
+        # A test clock: one exact DelayedCall.
         timer = self._keepalive_timer
         if wake_at is None:
             if timer is not None and timer.active():
                 timer.cancel()
             self._keepalive_timer = None
-            self._keepalive_timer_at = 0.0
             return
-        self._keepalive_timer_at = wake_at
-        grid = self._keepalive_grid
-        if grid:
-            # Due times on a shared grid: connections whose deadlines fall in
-            # the same slot are served in one reactor turn instead of one
-            # turn (and one epoll_wait) each.  Rounded up, so never early.
-            wake_at = math.ceil(wake_at / grid) * grid
-        delay = wake_at - self._keepalive_now()
-        if delay < 0:
-            delay = 0
+        delay = max(0.0, wake_at - self._keepalive_now())
         if timer is not None and timer.active():
-            # Moving a pending DelayedCall later is a few attribute writes in
-            # Twisted's reactor; a new callLater would push onto its heap.
             timer.reset(delay)
         else:
             self._keepalive_timer = self._keepalive_clock.callLater(delay, self._keepalive_wake)
+
+    def _keepalive_wheel_fired(self) -> None:
+        self._keepalive_slot = None
+        self._keepalive_wake()
 
     def _keepalive_wake(self) -> None:
         self._keepalive_timer = None
@@ -751,6 +774,10 @@ class KeepaliveMixin:
                 if call.active():
                     call.cancel()
                 setattr(self, name, None)
+        slot = self._keepalive_slot
+        if slot is not None and self._keepalive_wheel is not None:
+            self._keepalive_wheel.remove(self, slot)
+            self._keepalive_slot = None
         heartbeat = self._keepalive_heartbeat
         if heartbeat is not None:
             heartbeat.stop()

@@ -68,7 +68,9 @@ def attack(
 def assert_watcher_on_schedule(result: Attack) -> None:
     watcher_gaps = result.watcher_gaps()
     assert len(watcher_gaps) >= 3
-    assert all(INTERVAL * 0.8 < gap < INTERVAL * 1.6 for gap in watcher_gaps), watcher_gaps
+    # The schedule runs on nominal times: a Ping the busy reactor sent late is
+    # followed by one on time, so a gap may be shorter than the interval.
+    assert all(INTERVAL * 0.6 < gap < INTERVAL * 1.6 for gap in watcher_gaps), watcher_gaps
 
 
 def report(name: str, result: Attack, **extra: object) -> None:

@@ -41,7 +41,9 @@ from .support import (
 INTERVAL, TIMEOUT, CLOSE_TIMEOUT = 0.2, 0.5, 1.0
 #: How far the server's RSS may end above where it started, as a fraction.
 RSS_TOLERANCE = 0.05
-KEEPALIVE_METHODS = {"_keepalive_wake", "_keepalive_judge", "_keepalive_abort_now"}
+# The mixin's own DelayedCalls, and the slots of the TimerWheel that serves
+# every connection's keepalive deadline on a real reactor.
+KEEPALIVE_METHODS = {"_keepalive_wake", "_keepalive_judge", "_keepalive_abort_now", "_fire"}
 
 
 def wave(procs: Procs, server: Proc, url: str, connections: int, duration: float) -> Event:
@@ -198,9 +200,10 @@ class InProcessSoakTests(unittest.TestCase):
         ]  # fmt: skip
         reactor.spawnProcess(clients, NODE, argv)  # type: ignore[attr-defined]
         self.addCleanup(clients.stop)
-        peak_calls = 0
+        peak_waiting = 0
         while not clients.ended.called:
-            peak_calls = max(peak_calls, len(keepalive_calls()))
+            wheel = getattr(factory, "_keepalive_wheel", None)
+            peak_waiting = max(peak_waiting, len(wheel) if wheel is not None else 0)
             yield sleep(0.25)
         [done] = clients.of("summary")
         deadline = time.monotonic() + 10
@@ -210,7 +213,7 @@ class InProcessSoakTests(unittest.TestCase):
             "soak (in-process server)",
             connections=connections,
             duration=duration,
-            peak_keepalive_calls=peak_calls,
+            peak_connections_on_the_wheel=peak_waiting,
             keepalive_calls_after=len(keepalive_calls()),
             delayed_calls=[baseline, len(delayed_calls())],
             pings_sent=stats.pings_sent,
@@ -225,9 +228,10 @@ class InProcessSoakTests(unittest.TestCase):
         self.assertEqual(done["close_codes"], {"1000": connections})
         self.assertEqual((stats.opened, stats.closed), (connections, connections))
         self.assertEqual(sum(stats.timeouts.values()), 0)
-        # One DelayedCall per open connection while they were open.
-        self.assertLessEqual(peak_calls, connections)
-        self.assertGreater(peak_calls, connections * 0.9)
+        # Every open connection waited on the wheel for its next deadline.
+        self.assertLessEqual(peak_waiting, connections)
+        self.assertGreater(peak_waiting, connections * 0.9)
+        self.assertEqual(len(factory._keepalive_wheel), 0)
         self.assertEqual(keepalive_calls(), [])
         self.assertEqual(len(delayed_calls()), baseline, delayed_calls())
         self.assertEqual(pending, set())

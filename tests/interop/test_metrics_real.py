@@ -89,16 +89,18 @@ class MetricsOverHttpTests(unittest.TestCase):
         yield silent.wait_for("close")
         yield sleep(0.2)
         after = yield self.scrape()
-        pongs_seen_by_peers = sum(len(p.of("ping")) for p in live)
+        pings_seen_by_peers = sum(len(p.of("ping")) for p in live)
         histogram_count = after[("twisted_keepalive_latency_seconds_count", ())]
-        self.assertEqual(histogram_count, pongs_seen_by_peers)
         self.assertEqual(after[("twisted_keepalive_pongs_received_total", ())], histogram_count)
+        # Every Ping a live peer saw was answered, but for at most one per
+        # peer that crossed its closing handshake (a closing peer sends no Pong).
+        self.assertLessEqual(histogram_count, pings_seen_by_peers)
+        self.assertGreaterEqual(histogram_count, pings_seen_by_peers - len(live))
         self.assertEqual(
             after[("twisted_keepalive_heartbeat_timeouts_total", (("cause", "peer_silent"),))], 1
         )
         self.assertEqual(after[("twisted_keepalive_connections_opened_total", ())], 4)
         self.assertEqual(after[("twisted_keepalive_connections_open", ())], 0)
-        self.assertEqual(
-            after[("twisted_keepalive_pings_sent_total", ())], pongs_seen_by_peers + 1
-        )
+        # The live peers' Pings, and the silent peer's one.
+        self.assertEqual(after[("twisted_keepalive_pings_sent_total", ())], pings_seen_by_peers + 1)
         self.assertIn(("twisted_keepalive_reactor_lag_seconds", ()), after)

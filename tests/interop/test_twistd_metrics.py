@@ -55,12 +55,15 @@ def test_metrics_follow_live_and_silent_peers(twistd: StartServer, peers: StartP
     silent = peers("ws", "client", server.url, "--no-pong")
     assert silent.wait_for("close")["code"] == 1011
     after = wait_for(metrics_port, "twisted_keepalive_connections_open", 0)
-    pongs = sum(len(peer.of("ping")) for peer in live)
-    assert after[("twisted_keepalive_latency_seconds_count", ())] == pongs
+    pings_seen = sum(len(peer.of("ping")) for peer in live)
+    pongs = after[("twisted_keepalive_latency_seconds_count", ())]
     assert after[("twisted_keepalive_pongs_received_total", ())] == pongs
+    # Every Ping a live peer saw was answered, but for at most one per peer
+    # that crossed its closing handshake (a closing peer sends no Pong).
+    assert pings_seen - len(live) <= pongs <= pings_seen
     timeouts = "twisted_keepalive_heartbeat_timeouts_total"
     assert after[(timeouts, (("cause", "peer_silent"),))] == 1
     assert after[(timeouts, (("cause", "reactor_stalled"),))] == 0
     assert after[("twisted_keepalive_connections_opened_total", ())] == 3
-    assert after[("twisted_keepalive_ping_lateness_seconds_count", ())] == pongs + 1
+    assert after[("twisted_keepalive_ping_lateness_seconds_count", ())] == pings_seen + 1
     assert ("twisted_keepalive_reactor_lag_seconds", ()) in after

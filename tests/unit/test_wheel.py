@@ -1,0 +1,69 @@
+"""
+The timer wheel that serves many connections' deadlines with one DelayedCall
+per occupied grid slot.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.task import Clock
+
+from twisted_keepalive._wheel import TimerWheel
+
+
+class Owner:
+    def __init__(self, log: list[tuple[str, float]], name: str, clock: Clock) -> None:
+        self.log, self.name, self.clock = log, name, clock
+
+    def _keepalive_wheel_fired(self) -> None:
+        self.log.append((self.name, self.clock.seconds()))
+
+
+def test_deadlines_in_one_slot_share_one_delayed_call_and_never_run_early() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock, clock.seconds, grid=0.25)
+    log: list[tuple[str, float]] = []
+    for name, wake_at in (("a", 0.9), ("b", 1.0), ("c", 1.1)):
+        wheel.add(Owner(log, name, clock), wheel.slot_of(wake_at))
+    assert len(clock.getDelayedCalls()) == 2  # slots 1.0 and 1.25
+    clock.advance(1.0)
+    assert log == [("a", 1.0), ("b", 1.0)]
+    clock.advance(0.25)
+    assert log[-1] == ("c", 1.25)
+    assert clock.getDelayedCalls() == [] and len(wheel) == 0
+
+
+def test_removing_the_last_owner_of_a_slot_cancels_its_call() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock, clock.seconds, grid=0.25)
+    log: list[tuple[str, float]] = []
+    owner = Owner(log, "a", clock)
+    slot = wheel.slot_of(2.0)
+    wheel.add(owner, slot)
+    wheel.remove(owner, slot)
+    wheel.remove(owner, slot)  # twice is harmless
+    assert clock.getDelayedCalls() == []
+    clock.advance(5)
+    assert log == []
+
+
+def test_an_owner_that_raises_does_not_cost_the_others_their_deadline() -> None:
+    clock = Clock()
+    wheel = TimerWheel(clock, clock.seconds, grid=0.25)
+    log: list[tuple[str, float]] = []
+
+    class Broken(Owner):
+        def _keepalive_wheel_fired(self) -> None:
+            raise RuntimeError("boom")
+
+    wheel.add(Broken(log, "x", clock), 4)
+    wheel.add(Owner(log, "ok", clock), 4)
+    clock.advance(1.0)
+    assert log == [("ok", 1.0)]
+
+
+@pytest.mark.parametrize("wake_at", [0.0, 0.001, 0.249, 0.25])
+def test_slot_is_the_first_grid_point_not_before_the_deadline(wake_at: float) -> None:
+    wheel = TimerWheel(Clock(), lambda: 0.0, grid=0.25)
+    assert wheel.slot_of(wake_at) * 0.25 >= wake_at
+    assert wheel.slot_of(wake_at) * 0.25 - wake_at < 0.25
