@@ -8,10 +8,10 @@ events in -- a timer woke, a Pong arrived, the application sent a Ping -- and
 carries out what comes back: send this Ping, fail the connection, or sleep
 until :attr:`Heartbeat.wake_at`.
 
-One timer per connection is enough: :attr:`Heartbeat.wake_at` is always the
-single next moment at which something may have to happen (the next keepalive
-Ping or the deadline of the one in flight), so the adapter keeps one
-``DelayedCall`` and moves it, instead of creating a ping timer and a timeout
+One deadline per connection is enough: :attr:`Heartbeat.wake_at` is always
+the single next moment at which something may have to happen (the next
+keepalive Ping or the deadline of the one in flight), so the adapter keeps one
+entry on its timer wheel and moves it, instead of a ping timer and a timeout
 timer per cycle.
 
 The per-ping path, top to bottom: :meth:`Heartbeat.wake` says

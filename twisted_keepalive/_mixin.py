@@ -1,7 +1,10 @@
 """
 The Autobahn/Twisted adapter: :class:`KeepaliveMixin` translates Autobahn's
 events into calls on a :class:`~twisted_keepalive._heartbeat.Heartbeat` and
-carries out its verdicts with one ``DelayedCall`` and Autobahn's framing.
+carries out its verdicts: the connection's next deadline on the factory's
+:class:`~twisted_keepalive._wheel.TimerWheel` (one exact ``DelayedCall`` on a
+test clock), the keepalive Ping written as a ready-made frame, the rest through
+Autobahn's framing.
 
 It hooks Autobahn's internal dispatchers (``_onOpen``, ``_onPong``,
 ``_onClose``, ``_connectionLost``) rather than the public ``onOpen`` /
