@@ -27,20 +27,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
+from _procs import (
+    LoadGenerator,
+    cpu_seconds,
+    free_port,
+    rss_kib,
+    schedstat_seconds,
+    voluntary_switches,
+)
 from _report import environment, format_table, write_json
 
 BENCH = Path(__file__).resolve().parent
@@ -61,8 +66,6 @@ SERVERS: dict[str, tuple[str, str]] = {
     "tornado": ("tornado_ping.py", "peer"),
     "ours": ("ours.py", "ours"),
 }
-
-CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -95,114 +98,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-# -- /proc -------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    # Fields after "(comm)"; comm may contain spaces.  utime, stime are the
-    # 14th and 15th fields of the line, 12th and 13th after the comm.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK
-
-
-def schedstat_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            return int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def voluntary_switches(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    return 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # -- the processes -----------------------------------------------------------
-
-
-class LoadGenerator:
-    """bench/load.mjs, driven through its stdin/stdout."""
-
-    def __init__(self, node: str, url: str, connections: int, concurrency: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                node,
-                str(BENCH / "load.mjs"),
-                "--url",
-                url,
-                "--connections",
-                str(connections),
-                "--concurrency",
-                str(concurrency),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=BENCH,
-        )
-        self.lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with contextlib.suppress(json.JSONDecodeError):
-                self.lines.put(json.loads(line))
-        self.lines.put(None)
-
-    def wait_for(self, kind: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"load generator: no {kind!r} line within {timeout} s")
-            try:
-                line = self.lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise RuntimeError("load generator exited early")
-            if line["type"] == kind:
-                return line
-
-    def command(self, text: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(text + "\n")
-        self.process.stdin.flush()
-
-    def counts(self) -> dict[str, Any]:
-        self.command("counts")
-        return self.wait_for("counts", 10)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.command("exit")
-            self.wait_for("final", 10)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def start_server(script: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:

@@ -1,0 +1,82 @@
+"""
+Every benchmark script under bench/ still runs: each in its ``--smoke``
+variant (a few connections, a few seconds), in a subprocess, as a user would
+run it.  Only that it ran and wrote its JSON is asserted -- never a timing:
+these machines are shared and the figures of a smoke run mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+
+NODE_READY = shutil.which("node") is not None and (BENCH / "node_modules" / "ws").is_dir()
+NODE_MISSING = "Node.js or bench/node_modules/ws is missing: run `npm ci --prefix bench`"
+
+
+def run_bench(script: str, *options: str, out: Path, timeout: float = 80) -> dict[str, object]:
+    """Run ``bench/SCRIPT OPTIONS --out OUT``; the JSON it wrote."""
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *options, "--out", str(out)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert f"wrote {out}" in result.stdout, result.stdout[-4000:]
+    data: dict[str, object] = json.loads(out.read_text())
+    assert data["benchmark"] == Path(script).stem
+    return data
+
+
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+def test_cpu_per_ping_smoke_measures_our_mixin_and_the_floor(tmp_path: Path) -> None:
+    data = run_bench(
+        "cpu_per_ping.py", "--smoke", "--servers", "floor,ours", out=tmp_path / "c.json"
+    )
+    assert [r["server"] for r in data["results"]] == ["baseline", "floor", "ours"]  # type: ignore[index]
+
+
+def test_callgrind_cycle_smoke_runs_every_variant(tmp_path: Path) -> None:
+    # Without --callgrind: wall-clock timing, no valgrind needed.
+    run_bench("callgrind_cycle.py", "--smoke", out=tmp_path / "g.json")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_callgrind_cycle_smoke_under_valgrind(tmp_path: Path) -> None:
+    # One variant (and "empty", always measured): each costs a valgrind start.
+    run_bench(
+        "callgrind_cycle.py",
+        "--smoke",
+        "--callgrind",
+        "--variants",
+        "ours",
+        out=tmp_path / "g.json",
+    )
+
+
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_scale_smoke_holds_connections_from_several_source_addresses(
+    tmp_path: Path, workers: str
+) -> None:
+    data = run_bench("scale.py", "--smoke", "--workers", workers, out=tmp_path / "s.json")
+    [run] = data["runs"]  # type: ignore[misc]
+    assert run["failed"] is None, run["notes"]
+
+
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+def test_herd_smoke_runs_every_first_ping_spread(tmp_path: Path) -> None:
+    data = run_bench("herd.py", "--smoke", out=tmp_path / "h.json")
+    assert [r["spread"] for r in data["results"]] == [0.0, 0.5, 1.0]  # type: ignore[index]

@@ -1,0 +1,166 @@
+"""
+``twistd wskeepalive --workers N``: real worker processes sharing one port
+(SO_REUSEPORT), started, stopped, killed and replaced, talked to by
+``websockets``' own client from the test process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from .conftest import Event, Server, StartServer, free_port, run_twistd
+
+OpenClients = Callable[[Server], list[ClientConnection]]
+
+#: Connections per check: the kernel hashes each to a worker, so all of 24
+#: landing on one of two workers has a chance of 2 in 2**24.
+CONNECTIONS = 24
+
+
+@pytest.fixture
+def clients() -> Iterator[OpenClients]:
+    """Open ``CONNECTIONS`` clients to a server; all closed at the end."""
+    with contextlib.ExitStack() as stack:
+
+        def open_clients(server: Server) -> list[ClientConnection]:
+            return [
+                stack.enter_context(connect(server.url, open_timeout=10))
+                for _ in range(CONNECTIONS)
+            ]
+
+        yield open_clients
+
+
+def wait_for_log(
+    server: Server, enough: Callable[[list[Event]], bool], timeout: float = 15.0, **fields: object
+) -> list[Event]:
+    """The server's log events with these fields, once ``enough`` of them arrived."""
+    # Workers' events reach the log through the parent: a moment later.
+    deadline = time.monotonic() + timeout
+    while True:
+        events = server.log(**fields)
+        if enough(events) or time.monotonic() > deadline:
+            return events
+        time.sleep(0.1)
+
+
+def worker_pids(server: Server, count: int) -> dict[int, int]:
+    """Worker index -> pid of each, once ``count`` workers listen."""
+    listening = wait_for_log(
+        server, lambda events: len({e["worker"] for e in events}) >= count,
+        keepalive_event="worker_listening",
+    )  # fmt: skip
+    return {event["worker"]: event["worker_pid"] for event in listening}
+
+
+def test_connections_are_spread_over_every_worker(
+    twistd: StartServer, clients: OpenClients
+) -> None:
+    server = twistd("--workers", "2")
+    pids = worker_pids(server, 2)
+    clients(server)
+    opened = wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
+    by_pid = {pid: sum(e["worker_pid"] == pid for e in opened) for pid in pids.values()}
+    assert len(opened) == CONNECTIONS
+    assert all(by_pid.values()), by_pid  # both workers serve connections
+    assert set(by_pid) == {e["worker_pid"] for e in opened}
+
+
+def test_sigterm_closes_every_connection_with_1001_and_exits_0(
+    twistd: StartServer, clients: OpenClients
+) -> None:
+    server = twistd("--workers", "2")
+    worker_pids(server, 2)
+    opened_clients = clients(server)
+    for client in opened_clients:
+        client.ping().wait(5)  # open, and served by a worker's reactor
+    assert server.stop() == 0, server.output()
+    for client in opened_clients:
+        with pytest.raises(ConnectionClosed) as closed:
+            client.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "going away")
+    closes = server.log(keepalive_event="close", code=1001)
+    assert len(closes) == CONNECTIONS
+    assert len({event["worker_pid"] for event in closes}) == 2
+    assert not server.log(keepalive_event="worker_crash")
+
+
+def test_a_killed_worker_is_replaced_and_new_connections_succeed(
+    twistd: StartServer, clients: OpenClients
+) -> None:
+    server = twistd("--workers", "2")
+    pids = worker_pids(server, 2)
+    os.kill(pids[0], signal.SIGKILL)
+    [crash] = wait_for_log(server, bool, keepalive_event="worker_crash")
+    assert (crash["worker"], crash["worker_pid"], crash["status"]) == (0, pids[0], "signal SIGKILL")
+    replaced = wait_for_log(
+        server, lambda events: len(events) >= 3, keepalive_event="worker_listening"
+    )
+    [replacement] = [
+        e["worker_pid"] for e in replaced if e["worker"] == 0 and e["worker_pid"] != pids[0]
+    ]
+    assert server.process.poll() is None
+    opened_clients = clients(server)
+    for client in opened_clients:
+        client.send("still here")
+        assert client.recv(timeout=5) == "still here"
+    opened = wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
+    assert {e["worker_pid"] for e in opened} == {replacement, pids[1]}
+
+
+def test_metrics_of_every_worker_from_one_endpoint(
+    twistd: StartServer, clients: OpenClients
+) -> None:
+    metrics_port = free_port()
+    server = twistd("--workers", "2", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1")
+    pids = worker_pids(server, 2)
+    clients(server)
+    wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as got:
+        assert got.status == 200
+        body = got.read().decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+    for worker, pid in pids.items():
+        assert samples[("twisted_keepalive_worker_pid", (("worker", str(worker)),))] == pid
+        assert samples[("twisted_keepalive_worker_up", (("worker", str(worker)),))] == 1
+    open_now = [samples[("twisted_keepalive_connections_open", (("worker", w),))] for w in "01"]
+    assert sum(open_now) == CONNECTIONS
+    assert all(open_now)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--workers", "0"], "--workers must be a positive whole number, not '0'"),
+        (["--workers", "-2"], "--workers must be a positive whole number, not '-2'"),
+        (["--workers", "two"], "--workers must be a positive whole number, not 'two'"),
+        (["--workers", "1.5"], "--workers must be a positive whole number, not '1.5'"),
+        (
+            ["--workers", "2", "--listen", "unix:/tmp/wskeepalive-test.sock"],
+            "cannot be shared by --workers: SO_REUSEPORT does not balance unix sockets",
+        ),
+    ],
+)
+def test_bad_workers_values_are_usage_errors(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = run_twistd("-n", "--pidfile=", "wskeepalive", *options, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stdout
+    assert "Traceback" not in result.stdout
