@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace, spread: float) -> Result:
     result = Result(spread)
     server_args = argparse.Namespace(**vars(args))
     server_args.protocol = SPREADS[spread]
-    server = Server(server_args, args.interval, args.interval, "scheduled", tag=f"herd-{spread:g}")
+    server = Server(server_args, args.interval, args.interval, "scheduled", tag=f"{spread:g}")
     load = None
     try:
         server.wait_ready(1)

@@ -167,7 +167,8 @@ class Server:
             str(TWISTD),
             "-n",
             "--pidfile=",
-            f"--logfile={self.log}",
+            # On stdout, into self.log: twistd's own log files rotate at 1 MB.
+            "--logfile=-",
             "wskeepalive",
             "--listen",
             f"tcp:{self.port}:interface=127.0.0.1",
@@ -184,14 +185,15 @@ class Server:
             command += ["--workers", str(args.workers)]
         if args.protocol:
             command += ["--protocol", args.protocol]
-        self.process = subprocess.Popen(
-            command,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=self.log.parent,
-        )
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=self.log.parent,
+            )
         self.url = f"ws://127.0.0.1:{self.port}/"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
 
