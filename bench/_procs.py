@@ -12,6 +12,7 @@ import os
 import queue
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -180,3 +181,16 @@ class LoadGenerator:
             self.process.kill()
             self.process.wait()
         return final
+
+
+def load_generator_ready() -> bool:
+    """Whether bench/node_modules/ws is there; says what to run when it is not."""
+    if (BENCH / "node_modules" / "ws").is_dir():
+        return True
+    print("bench/node_modules/ws is missing: run `npm ci --prefix bench` first", file=sys.stderr)
+    return False
+
+
+def node_version(node: str) -> str:
+    """What ``node --version`` prints, for a result file's environment."""
+    return subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()

@@ -42,6 +42,8 @@ from _procs import (
     LoadGenerator,
     cpu_seconds,
     free_port,
+    load_generator_ready,
+    node_version,
     rss_kib,
     schedstat_seconds,
     voluntary_switches,
@@ -433,10 +435,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        print(
-            "bench/node_modules/ws is missing: run `npm ci --prefix bench` first", file=sys.stderr
-        )
+    if not load_generator_ready():
         return 2
     results = []
     for name, script, kind in args.plan:
@@ -458,9 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
     settings["plan"] = [[name, str(script), kind] for name, script, kind in args.plan]
     env = environment(("twisted", "autobahn", "txaio", "websockets", "aiohttp", "tornado"))
-    env["node"] = subprocess.run(
-        [args.node, "--version"], capture_output=True, text=True
-    ).stdout.strip()
+    env["node"] = node_version(args.node)
     out = write_json(
         args.out,
         {

@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _procs import LoadGenerator
+from _procs import LoadGenerator, load_generator_ready, node_version
 from _report import environment, format_table, write_json
 from scale import Server
 
@@ -199,10 +198,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        print(
-            "bench/node_modules/ws is missing: run `npm ci --prefix bench` first", file=sys.stderr
-        )
+    if not load_generator_ready():
         return 2
     results = []
     for spread in args.spreads:
@@ -216,9 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
     print(table(results, args))
     env: dict[str, Any] = environment(("twisted", "autobahn", "txaio"))
-    env["node"] = subprocess.run(
-        [args.node, "--version"], capture_output=True, text=True
-    ).stdout.strip()
+    env["node"] = node_version(args.node)
     out = write_json(
         args.out,
         {

@@ -55,7 +55,9 @@ from _procs import (
     LoadGenerator,
     cpu_seconds,
     free_port,
+    load_generator_ready,
     machine_busy,
+    node_version,
     rss_kib,
 )
 from _report import environment, format_table, write_json
@@ -639,10 +641,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not (BENCH / "node_modules" / "ws").is_dir():
-        print(
-            "bench/node_modules/ws is missing: run `npm ci --prefix bench` first", file=sys.stderr
-        )
+    if not load_generator_ready():
         return 2
     runs = []
     for interval, gc in itertools.product(args.intervals, args.gc):
@@ -657,9 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(run)
     print(table(runs))
     env = environment(("twisted", "autobahn", "txaio", "prometheus_client"))
-    env["node"] = subprocess.run(
-        [args.node, "--version"], capture_output=True, text=True
-    ).stdout.strip()
+    env["node"] = node_version(args.node)
     env["loadavg"] = Path("/proc/loadavg").read_text().strip()
     out = write_json(
         args.out,
