@@ -8,17 +8,18 @@ back within ``ping_timeout`` seconds, measures ``latency`` and offers
 ``ping()``.
 """
 
-from ._config import KeepaliveConfig
-from ._errors import ConnectionClosed, PingInFlight
-from ._heartbeat import Cause, Timeout
-from ._mixin import KeepaliveMixin, set_keepalive_options
-from ._stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag, collect_stats
+from .autobahn import KeepaliveMixin, set_keepalive_options
+from .core.config import KeepaliveConfig
+from .core.errors import ConnectionClosed, KeepaliveError, PingInFlight
+from .core.stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag, collect_stats
+from .core.verdict import Cause, Timeout
 
 __all__ = [
     "LATENCY_BUCKETS",
     "Cause",
     "ConnectionClosed",
     "KeepaliveConfig",
+    "KeepaliveError",
     "KeepaliveMixin",
     "KeepaliveStats",
     "PingInFlight",

@@ -57,7 +57,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from ._stats import LATENCY_BUCKETS, LATENESS_BUCKETS, KeepaliveStats, ReactorLag
+from .core.stats import LATENCY_BUCKETS, LATENESS_BUCKETS, KeepaliveStats, ReactorLag
 
 __all__ = ["KeepaliveCollector", "MetricsService", "metrics_resource"]
 

@@ -23,6 +23,9 @@ from twisted.trial import unittest
 
 from tests.realpeers import PeerProcess, sleep
 from twisted_keepalive import KeepaliveMixin, collect_stats, set_keepalive_options
+from twisted_keepalive.autobahn.factory import factory_record
+from twisted_keepalive.autobahn.link import Link
+from twisted_keepalive.core.wheel import TimerWheel
 
 from .support import (
     NODE,
@@ -43,7 +46,8 @@ INTERVAL, TIMEOUT, CLOSE_TIMEOUT = 0.2, 0.5, 1.0
 RSS_TOLERANCE = 0.05
 # The mixin's own DelayedCalls, and the slots of the TimerWheel that serves
 # every connection's keepalive deadline on a real reactor.
-KEEPALIVE_METHODS = {"_keepalive_wake", "_keepalive_judge", "_keepalive_abort_now", "_fire"}
+#: The timers a connection's keepalive may leave behind if it leaks.
+KEEPALIVE_TIMER_OWNERS = (Link, TimerWheel)
 
 
 def wave(procs: Procs, server: Proc, url: str, connections: int, duration: float) -> Event:
@@ -168,7 +172,7 @@ def keepalive_calls() -> list[Any]:
     return [
         call
         for call in reactor.getDelayedCalls()  # type: ignore[attr-defined]
-        if getattr(call.func, "__name__", "") in KEEPALIVE_METHODS
+        if isinstance(getattr(call.func, "__self__", None), KEEPALIVE_TIMER_OWNERS)
     ]
 
 
@@ -202,8 +206,7 @@ class InProcessSoakTests(unittest.TestCase):
         self.addCleanup(clients.stop)
         peak_waiting = 0
         while not clients.ended.called:
-            wheel = getattr(factory, "_keepalive_wheel", None)
-            peak_waiting = max(peak_waiting, len(wheel) if wheel is not None else 0)
+            peak_waiting = max(peak_waiting, factory_record(factory).waiting())
             yield sleep(0.25)
         [done] = clients.of("summary")
         deadline = time.monotonic() + 10
@@ -231,7 +234,7 @@ class InProcessSoakTests(unittest.TestCase):
         # Every open connection waited on the wheel for its next deadline.
         self.assertLessEqual(peak_waiting, connections)
         self.assertGreater(peak_waiting, connections * 0.9)
-        self.assertEqual(len(factory._keepalive_wheel), 0)
+        self.assertEqual(factory_record(factory).waiting(), 0)
         self.assertEqual(keepalive_calls(), [])
         self.assertEqual(len(delayed_calls()), baseline, delayed_calls())
         self.assertEqual(pending, set())

@@ -17,7 +17,8 @@ from twisted.logger import LogEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from tests.realpeers import NODE_MISSING, NODE_PEERS_READY, RealPeerCase, Recording
-from twisted_keepalive import Cause, KeepaliveMixin, Timeout
+from twisted_keepalive import Cause, Timeout
+from twisted_keepalive.autobahn.link import Link
 
 STALL = 1.2  # seconds the handler blocks the reactor: longer than ping_timeout
 # First ping exactly one interval in, so the timing bounds below are exact.
@@ -86,20 +87,21 @@ class StallingServerTests(RealPeerCase):
         reactor.addReader(stall)  # type: ignore[attr-defined]
         self.addCleanup(stall.close)
 
-        def _keepalive_send(self: Any, heartbeat: Any) -> None:
-            if not getattr(self, "stalled", False):
-                self.stalled = True
-                # Readable before the Pong can be: epoll reports the pipe
-                # first, so the block starts before the Pong is read.
-                stall.trigger()
-            KeepaliveMixin._keepalive_send(self, heartbeat)
+        class StallingLink(Link):
+            def send_keepalive(self) -> None:
+                if not getattr(self.protocol, "stalled", False):
+                    self.protocol.stalled = True
+                    # Readable before the Pong can be: epoll reports the pipe
+                    # first, so the block starts before the Pong is read.
+                    stall.trigger()
+                super().send_keepalive()
 
         def onKeepaliveTimeout(self: Any, timeout: Timeout) -> None:
             timeouts.append(timeout)
 
         return self.serve(
             self.recording,
-            _keepalive_send=_keepalive_send,
+            _keepalive_link_class=StallingLink,
             onKeepaliveTimeout=onKeepaliveTimeout,
             **FAST,
         )

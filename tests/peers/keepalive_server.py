@@ -65,6 +65,8 @@ from twisted.internet import reactor, stdio, task
 from twisted.protocols.basic import LineReceiver
 
 from twisted_keepalive import KeepaliveMixin, Timeout, collect_stats, set_keepalive_options
+from twisted_keepalive.autobahn.link import Link
+from twisted_keepalive.core.wheel import TimerWheel
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -104,7 +106,8 @@ class Counters:
 
 
 _conn_ids = itertools.count(1)
-KEEPALIVE_METHODS = {"_keepalive_wake", "_keepalive_judge", "_keepalive_abort_now"}
+#: The timers a connection's keepalive may leave behind if it leaks.
+KEEPALIVE_TIMER_OWNERS = (Link, TimerWheel)
 
 
 class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
@@ -174,7 +177,7 @@ class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
             if call is not None and call.running:
                 call.stop()
         self._streamer = self._app_pinger = None
-        heartbeat = self._keepalive_heartbeat
+        link = self._keepalive_link
         emit(
             "close",
             conn=self.conn,
@@ -182,7 +185,7 @@ class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
             reason=reason or "",
             wasClean=wasClean,
             latency=self.latency,
-            pongs=heartbeat.pongs if heartbeat is not None else 0,
+            pongs=link.heartbeat.pongs if link is not None else 0,
             streamed=self.streamed,
             t=time.monotonic(),
         )
@@ -214,8 +217,7 @@ class Commands(LineReceiver):
         ours = [
             call
             for call in calls
-            if getattr(call.func, "__name__", "") in KEEPALIVE_METHODS
-            and isinstance(getattr(call.func, "__self__", None), KeepaliveMixin)
+            if isinstance(getattr(call.func, "__self__", None), KEEPALIVE_TIMER_OWNERS)
         ]
         emit(
             "stats",

@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_keepalive._heartbeat import (
-    MAX_GRACE_FACTOR,
-    Cause,
-    Evidence,
-    Heartbeat,
-    PingInFlight,
-    Verdict,
-)
+from twisted_keepalive.core.errors import PingInFlight
+from twisted_keepalive.core.heartbeat import Heartbeat, Phase
+from twisted_keepalive.core.verdict import MAX_GRACE_FACTOR, Cause, Evidence, Verdict
 
 SILENT = Evidence(received_at=0.0)
 
 
 def started(interval: float | None = 10.0, timeout: float | None = 5.0) -> Heartbeat:
-    heartbeat = Heartbeat(interval, timeout)
-    heartbeat.start(0.0)
+    heartbeat = Heartbeat()
+    heartbeat.start(0.0, interval, timeout)
     return heartbeat
 
 
@@ -33,8 +28,8 @@ def test_first_ping_is_due_one_interval_after_open() -> None:
 
 
 def test_first_delay_can_be_shorter_than_the_interval() -> None:
-    heartbeat = Heartbeat(10.0, 5.0)
-    heartbeat.start(100.0, first_delay=3.0)
+    heartbeat = Heartbeat()
+    heartbeat.start(100.0, 10.0, 5.0, first_delay=3.0)
     assert heartbeat.wake_at == 103.0
 
 
@@ -112,9 +107,9 @@ def test_without_interval_nothing_is_scheduled() -> None:
 
 def test_pong_acknowledges_every_earlier_ping_with_its_own_latency() -> None:
     heartbeat = started()
-    heartbeat.ping_sent(b"a", 1.0)
-    heartbeat.ping_sent(b"b", 2.0)
-    heartbeat.ping_sent(b"c", 3.0)
+    heartbeat.ping_sent(b"a", 1.0, b"a")
+    heartbeat.ping_sent(b"b", 2.0, b"b")
+    heartbeat.ping_sent(b"c", 3.0, b"c")
     acknowledged = heartbeat.pong_received(b"b", 4.0)
     assert acknowledged == ((b"a", 3.0), (b"b", 2.0))
     assert heartbeat.latency == 2.0
@@ -123,7 +118,7 @@ def test_pong_acknowledges_every_earlier_ping_with_its_own_latency() -> None:
 
 def test_keepalive_pong_acknowledges_earlier_application_pings() -> None:
     heartbeat = started()
-    heartbeat.ping_sent(b"app", 9.0)
+    heartbeat.ping_sent(b"app", 9.0, b"app")
     heartbeat.wake(10.0)
     payload = heartbeat.keepalive_payload
     assert payload is not None
@@ -133,7 +128,7 @@ def test_keepalive_pong_acknowledges_earlier_application_pings() -> None:
 def test_application_pong_acknowledges_earlier_keepalive_ping() -> None:
     heartbeat = started()
     heartbeat.wake(10.0)
-    heartbeat.ping_sent(b"app", 11.0)
+    heartbeat.ping_sent(b"app", 11.0, b"app")
     heartbeat.pong_received(b"app", 12.0)
     assert heartbeat.keepalive_payload is None
     assert heartbeat.wake_at == 20.0
@@ -142,23 +137,23 @@ def test_application_pong_acknowledges_earlier_keepalive_ping() -> None:
 def test_unknown_and_unsolicited_pongs_change_nothing() -> None:
     heartbeat = started()
     heartbeat.wake(10.0)
-    assert heartbeat.pong_received(b"nope", 11.0) == ()
+    assert heartbeat.pong_received(b"nope", 11.0) is None
     assert heartbeat.keepalive_payload is not None
     assert heartbeat.latency == 0.0
 
 
 def test_duplicate_payload_in_flight_is_refused() -> None:
     heartbeat = started()
-    heartbeat.ping_sent(b"x", 1.0)
+    heartbeat.ping_sent(b"x", 1.0, b"x")
     with pytest.raises(PingInFlight, match="already waiting"):
-        heartbeat.ping_sent(b"x", 2.0)
+        heartbeat.ping_sent(b"x", 2.0, b"x")
 
 
 def test_forgotten_ping_is_not_acknowledged() -> None:
     heartbeat = started()
-    heartbeat.ping_sent(b"x", 1.0)
-    heartbeat.forget(b"x")
-    assert heartbeat.pong_received(b"x", 2.0) == ()
+    heartbeat.ping_sent(b"x", 1.0, b"x")
+    heartbeat.forget(b"x", b"x")
+    assert heartbeat.pong_received(b"x", 2.0) is None
 
 
 def test_new_payloads_are_unique() -> None:
@@ -166,16 +161,18 @@ def test_new_payloads_are_unique() -> None:
     payloads = set()
     for _ in range(1000):
         payload = heartbeat.new_payload()
-        heartbeat.ping_sent(payload, 1.0)
+        heartbeat.ping_sent(payload, 1.0, payload)
         payloads.add(payload)
     assert len(payloads) == 1000
 
 
-def test_stop_returns_pending_application_pings_and_unschedules() -> None:
+def test_close_returns_pending_application_waiters_once_and_unschedules() -> None:
     heartbeat = started()
-    heartbeat.ping_sent(b"x", 1.0)
-    assert heartbeat.stop() == (b"x",)
+    heartbeat.ping_sent(b"x", 1.0, b"x")
+    assert heartbeat.close() == (b"x",)
+    assert heartbeat.close() == ()
     assert heartbeat.wake_at is None
+    assert heartbeat.phase is Phase.CLOSED
 
 
 def test_peer_mid_frame_with_fresh_bytes_gets_more_time() -> None:
@@ -219,7 +216,7 @@ def test_trickling_peer_is_failed_after_the_grace_limit() -> None:
 def test_ping_queued_behind_draining_data_gets_more_time_but_not_a_stuck_queue() -> None:
     heartbeat = started()
     heartbeat.wake(10.0)
-    heartbeat.queued_behind(position=1_000_000, delivered=100_000)
+    heartbeat.queued_behind(100_000)
     heartbeat.wake(15.0)
     draining = Evidence(received_at=0.0, delivered=400_000, queued=600_000)
     assert heartbeat.judge(15.0, draining) is Verdict.WAIT
@@ -234,7 +231,7 @@ def test_ping_queued_behind_draining_data_gets_more_time_but_not_a_stuck_queue()
 def test_ping_that_left_the_queue_is_judged_as_usual() -> None:
     heartbeat = started()
     heartbeat.wake(10.0)
-    heartbeat.queued_behind(position=1_000, delivered=100)
+    heartbeat.queued_behind(100)
     heartbeat.wake(15.0)
     assert heartbeat.judge(15.0, Evidence(received_at=0.0, delivered=5_000)) is Verdict.TIMEOUT
 

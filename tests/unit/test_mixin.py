@@ -24,6 +24,7 @@ from twisted_keepalive import (
     PingInFlight,
     set_keepalive_options,
 )
+from twisted_keepalive.core.heartbeat import MAX_UNANSWERED_KEEPALIVES
 
 from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, open_client, open_server
 
@@ -183,7 +184,7 @@ def test_without_timeout_pings_continue_and_silence_never_fails() -> None:
     assert len(set(pings)) == 50
     assert all(opcode == PING for opcode, _ in peer.seen)
     # Unanswered keepalive pings are not remembered forever.
-    assert peer.protocol._keepalive_heartbeat.keepalive_payload == pings[-1]
+    assert peer.protocol._keepalive_link.heartbeat.in_flight == MAX_UNANSWERED_KEEPALIVES
 
 
 def test_without_interval_no_pings_but_ping_still_works() -> None:
@@ -427,23 +428,17 @@ def test_close_timeout_cannot_be_none_and_unknown_options_are_refused() -> None:
         set_keepalive_options(object(), ping_intervall=1.0)
 
 
-def test_injected_clock_defaults_to_the_factory_reactor() -> None:
-    clock = Clock()
+def test_an_injected_clock_wins_over_the_factory_reactor() -> None:
+    reactor_clock = Clock()
 
     def setup(factory: Any) -> None:
-        factory.reactor = clock
+        factory.reactor = reactor_clock
 
     peer = open_server(EchoServer, Clock(), factory_setup=setup)
-    assert peer.protocol._keepalive_clock is not clock  # an explicit clock wins
-    del peer
-
-    class Unclocked(EchoServer):
-        clock = None
-
-    peer = open_server(Unclocked, clock, factory_setup=setup)
-    peer.protocol.clock = None
-    # open_server sets protocol.clock; a protocol without one uses the factory's reactor
-    assert peer.protocol._keepalive_clock is clock
+    reactor_clock.advance(30)
+    assert peer.pings() == []
+    peer.clock.advance(1.0)
+    assert len(peer.pings()) == 1
 
 
 def test_ping_works_inside_on_open() -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from twisted_keepalive._wheel import TimerWheel
+from twisted_keepalive.core.wheel import TimerWheel
 
 
 class Owner:
     def __init__(self, log: list[tuple[str, float]], name: str, clock: Clock) -> None:
         self.log, self.name, self.clock = log, name, clock
 
-    def _keepalive_wheel_fired(self) -> None:
+    def wheel_fired(self) -> None:
         self.log.append((self.name, self.clock.seconds()))
 
 
@@ -53,7 +53,7 @@ def test_an_owner_that_raises_does_not_cost_the_others_their_deadline() -> None:
     log: list[tuple[str, float]] = []
 
     class Broken(Owner):
-        def _keepalive_wheel_fired(self) -> None:
+        def wheel_fired(self) -> None:
             raise RuntimeError("boom")
 
     wheel.add(Broken(log, "x", clock), 4)

@@ -1,15 +1,21 @@
 """
-The exceptions of twisted-keepalive, in one place.
+The exceptions of twisted-keepalive, in one hierarchy.
 """
 
 from __future__ import annotations
 
-from ._heartbeat import PingInFlight
-
-__all__ = ["ConnectionClosed", "PingInFlight"]
+__all__ = ["ConnectionClosed", "KeepaliveError", "PingInFlight"]
 
 
-class ConnectionClosed(Exception):
+class KeepaliveError(Exception):
+    """The base of every exception twisted-keepalive raises on its own account."""
+
+
+class PingInFlight(KeepaliveError, ValueError):
+    """A Ping with the same payload is already waiting for its Pong."""
+
+
+class ConnectionClosed(KeepaliveError):
     """
     The connection went away (or was never open) while a :meth:`ping
     <twisted_keepalive.KeepaliveMixin.ping>` waited for its Pong.
