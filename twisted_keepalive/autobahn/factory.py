@@ -11,9 +11,13 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+from twisted.logger import Logger
+
 from ..core.config import DEFAULT_PING_INTERVAL, validate_setting
 from ..core.wheel import DEFAULT_GRID, TimerWheel
 from .settings import FACTORY_RECORD
+
+_log = Logger(namespace="twisted_keepalive")
 
 _NO_OPTIONS: Mapping[str, float | bool | None] = MappingProxyType({})
 
@@ -97,3 +101,32 @@ def set_keepalive_options(factory: object, **options: float | bool | None) -> No
             "or pass ping_interval=None"
         )
     factory_record(factory).options = MappingProxyType(merged)
+
+
+def disable_autoping(protocol: Any) -> None:
+    """
+    Switch Autobahn's own auto-ping off on a connection that runs ours.
+
+    Two keepalives would double the pings and race to fail the connection;
+    ours has the timeout cause, the 1011 close and the latency, so Autobahn's
+    stands down.  Warned once per factory, not once per connection.
+    """
+    interval = getattr(protocol, "autoPingInterval", 0)
+    if not interval:
+        return
+    call = getattr(protocol, "autoPingPendingCall", None)
+    if call is not None:
+        call.cancel()
+        protocol.autoPingPendingCall = None
+    protocol.autoPingInterval = 0
+    protocol.autoPingTimeout = 0
+    record = factory_record(protocol.factory)
+    if not record.autoping_warned:
+        record.autoping_warned = True
+        _log.warn(
+            "Autobahn's autoPingInterval={auto_ping_interval} is set on the factory of "
+            "{protocol}; KeepaliveMixin disabled it on these connections to avoid "
+            "double pings. Set autoPingInterval=0 to silence this warning.",
+            auto_ping_interval=interval,
+            protocol=type(protocol).__qualname__,
+        )

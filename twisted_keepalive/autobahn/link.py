@@ -25,24 +25,16 @@ from ..core.stats import KeepaliveStats
 from ..core.verdict import Evidence, Timeout, Verdict
 from ..core.wheel import TimerWheel
 from . import transport as probes
+from .closing import (
+    TIMEOUT_CLOSE_CODE,
+    TIMEOUT_CLOSE_REASON,
+    abort,
+    log_timeout,
+    send_timeout_close,
+)
+from .pongs import PongPacer, needs_pacing
 
 _log = Logger(namespace="twisted_keepalive")
-
-#: Close code and reason of a keepalive timeout, as in ``websockets``.
-TIMEOUT_CLOSE_CODE = 1011
-TIMEOUT_CLOSE_REASON = "keepalive ping timeout"
-
-#: Bytes; while more than this waits in Twisted's write buffer, a peer's Pings
-#: are answered one Pong at a time: the next waits (coalesced to the latest
-#: Ping, as RFC 6455 5.5.3 allows) until our previous Pong has left the
-#: buffer.  A peer that pings but never reads then costs one Pong, not one per
-#: Ping, and a peer that reads gets every answer at once.
-PONG_BACKLOG_LIMIT = 64 * 1024
-
-#: Seconds before looking again whether a parked Pong may go out; doubles up
-#: to :data:`PONG_RETRY_MAX` while our buffer does not drain.
-PONG_RETRY = 0.01
-PONG_RETRY_MAX = 1.0
 
 
 class Link:
@@ -59,10 +51,7 @@ class Link:
         "heartbeat",
         "masked",
         "now",
-        "parked_ping",
-        "pong_end",
-        "pong_retry",
-        "pong_retry_call",
+        "pongs",
         "protocol",
         "recheck_call",
         "rx_at",
@@ -101,10 +90,7 @@ class Link:
         self.head: bytes | None = None
         self.masked = False
         self.sock: Any = None
-        self.parked_ping: bytes | None = None
-        self.pong_end = 0
-        self.pong_retry = PONG_RETRY
-        self.pong_retry_call: Any = None
+        self.pongs: PongPacer | None = None
 
     # -- the schedule -------------------------------------------------------
 
@@ -223,42 +209,20 @@ class Link:
         self.protocol.onLatency(latency)
 
     def admit_ping(self, payload: bytes) -> bool:
-        """
-        Whether the peer's Ping is to be answered now; if not, it is parked
-        (the latest wins) and answered as soon as our previous Pong has left
-        Twisted's buffer.
-        """
-        backlog = probes.transport_backlog(self.protocol.transport)
-        if backlog is None or backlog <= PONG_BACKLOG_LIMIT or self.pong_left(backlog):
-            self.parked_ping = None
-            return True
-        self.parked_ping = payload
-        if self.pong_retry_call is None:
-            self.pong_retry = PONG_RETRY
-            self.pong_retry_call = self.clock.callLater(self.pong_retry, self.retry_parked_ping)
-        return False
+        """Whether the peer's Ping is answered now (see :mod:`.pongs`)."""
+        pacer = self.pongs
+        if pacer is None:
+            if not needs_pacing(self.protocol.transport):
+                return True
+            pacer = self.pongs = PongPacer(
+                self.protocol, self.clock, self.protocol._keepalive_answer_ping
+            )
+        return pacer.admit(payload)
 
     def pong_written(self) -> None:
-        """A Pong was just written: note where it ends in our stream."""
-        self.pong_end = self.protocol.trafficStats.outgoingOctetsWireLevel
-
-    def pong_left(self, backlog: int) -> bool:
-        written: int = self.protocol.trafficStats.outgoingOctetsWireLevel
-        return written - backlog >= self.pong_end
-
-    def retry_parked_ping(self) -> None:
-        self.pong_retry_call = None
-        payload = self.parked_ping
-        if payload is None or not self.protocol_open():
-            self.parked_ping = None
-            return
-        backlog = probes.transport_backlog(self.protocol.transport)
-        if backlog is None or backlog <= PONG_BACKLOG_LIMIT or self.pong_left(backlog):
-            self.parked_ping = None
-            self.protocol._keepalive_answer_ping(payload)
-            return
-        self.pong_retry = min(self.pong_retry * 2, PONG_RETRY_MAX)
-        self.pong_retry_call = self.clock.callLater(self.pong_retry, self.retry_parked_ping)
+        pacer = self.pongs
+        if pacer is not None:
+            pacer.written()
 
     # -- verdicts ---------------------------------------------------------------
 
@@ -304,13 +268,7 @@ class Link:
                 "onKeepaliveTimeout of {protocol!r} raised; closing the connection anyway",
                 protocol=protocol,
             )
-        # What Autobahn hands onClose if the connection ends without the
-        # peer's Close: 1006 'connection was closed uncleanly ("keepalive
-        # ping timeout")'.
-        protocol.wasClean = False
-        protocol.wasNotCleanReason = TIMEOUT_CLOSE_REASON
-        if self.protocol_open():
-            send_timeout_close(protocol)
+        send_timeout_close(protocol)
         # A dead peer never answers the Close, and a full send buffer may
         # never let it out: the abort is what frees the connection.
         self.abort_call = self.clock.callLater(config.close_timeout, self.abort)
@@ -319,18 +277,7 @@ class Link:
     def abort(self) -> None:
         self.abort_call = None
         config = self.config
-        _log.info(
-            "keepalive: aborting the connection to {peer}: no closing handshake "
-            "within {close_timeout} s",
-            peer=self.protocol.peer,
-            close_timeout=None if config is None else config.close_timeout,
-            keepalive_event="abort",
-        )
-        transport = self.protocol.transport
-        if hasattr(transport, "abortConnection"):
-            transport.abortConnection()
-        else:
-            transport.loseConnection()
+        abort(self.protocol, None if config is None else config.close_timeout)
 
     # -- the end ----------------------------------------------------------------
 
@@ -346,13 +293,14 @@ class Link:
         """The connection is gone: cancel every timer, fail every waiter."""
         if self.closed is None:
             self.closed = closed
-        for name in ("recheck_call", "abort_call", "pong_retry_call"):
+        for name in ("recheck_call", "abort_call"):
             call = getattr(self, name)
             if call is not None:
                 setattr(self, name, None)
                 if call.active():
                     call.cancel()
-        self.parked_ping = None
+        if self.pongs is not None:
+            self.pongs.stop()
         self.heartbeat.halt()
         self.reschedule()
         stats = self.stats
@@ -367,42 +315,3 @@ class Link:
         if closed is not None:
             return ConnectionClosed(closed.code, closed.reason)
         return ConnectionClosed(None, "the WebSocket connection is closing")
-
-
-def send_timeout_close(protocol: Any) -> None:
-    """Send Close 1011 and make ``close_timeout`` the closing handshake's bound."""
-    # Autobahn's public sendClose() refuses 1011 and its _fail_connection()
-    # drops TCP without a Close frame (failByDrop); sendCloseFrame() sends
-    # 1011 and starts the closing handshake.
-    protocol.sendCloseFrame(
-        code=TIMEOUT_CLOSE_CODE, reasonUtf8=TIMEOUT_CLOSE_REASON.encode(), isReply=False
-    )
-    # Autobahn starts its own closing-handshake timer too, on txaio's batched
-    # timer, which truncates deadlines to whole seconds: it would cut a slow
-    # peer off anywhere from 0 to 1 s in, whatever close_timeout says.
-    autobahn_timer = getattr(protocol, "closeHandshakeTimeoutCall", None)
-    if autobahn_timer is not None:
-        autobahn_timer.cancel()
-        protocol.closeHandshakeTimeoutCall = None
-
-
-def log_timeout(peer: str, timeout: Timeout, close_timeout: float) -> None:
-    """One warning per keepalive timeout, with every figure as a field."""
-    _log.warn(
-        "keepalive ping timeout: no pong from {peer} within {waited:.3f} s "
-        "(cause {cause_name}; timer {lateness:.3f} s late; peer idle {idle:.3f} s; "
-        "{queued} bytes queued outbound; last latency {latency:.3f} s); "
-        "failing the connection with 1011",
-        peer=peer,
-        cause_name=timeout.cause.value,
-        cause=timeout.cause,
-        waited=timeout.waited,
-        lateness=timeout.lateness,
-        idle=timeout.idle,
-        queued=timeout.queued,
-        latency=timeout.latency,
-        ping_interval=timeout.ping_interval,
-        ping_timeout=timeout.ping_timeout,
-        close_timeout=close_timeout,
-        keepalive_event="timeout",
-    )

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 
 from ..core import browser
 from ..core.config import (
@@ -30,7 +29,7 @@ from ..core.config import (
 )
 from ..core.errors import ConnectionClosed
 from ..core.verdict import Timeout
-from .factory import factory_record
+from .factory import disable_autoping, factory_record
 from .hooks import require_autobahn_hooks
 from .link import Link
 from .settings import KeepaliveMeta, Setting
@@ -38,9 +37,6 @@ from .settings import KeepaliveMeta, Setting
 __all__ = ["KeepaliveMixin"]
 
 require_autobahn_hooks()
-
-_log = Logger(namespace="twisted_keepalive")
-
 
 class KeepaliveMixin(metaclass=KeepaliveMeta):
     """
@@ -96,9 +92,6 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         transport: Any
         state: int
         STATE_OPEN: int
-        autoPingInterval: float
-        autoPingTimeout: float
-        autoPingPendingCall: Any
 
         def sendPing(self, payload: bytes | None = None) -> None: ...
         def sendMessage(self, payload: bytes, isBinary: bool = False) -> None: ...
@@ -322,7 +315,8 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
 
     def _keepalive_start(self, link: Link) -> None:
         config = link.config = self._keepalive_resolve()
-        self._keepalive_disable_autoping(config)
+        if config.ping_interval is not None:
+            disable_autoping(self)
         link.choose_framing()
         interval = config.ping_interval
         first_delay = None
@@ -330,30 +324,6 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
             first_delay = interval * (1.0 - config.first_ping_spread * random.random())
         link.heartbeat.start(link.now(), interval, config.ping_timeout, first_delay)
         link.reschedule()
-
-    def _keepalive_disable_autoping(self, config: KeepaliveConfig) -> None:
-        if config.ping_interval is None or not getattr(self, "autoPingInterval", 0):
-            return
-        # Two keepalives would double the pings and race to fail the
-        # connection; ours has the timeout cause, the 1011 close and the
-        # latency, so Autobahn's stands down.  Warn once per factory.
-        call = getattr(self, "autoPingPendingCall", None)
-        if call is not None:
-            call.cancel()
-            self.autoPingPendingCall = None
-        interval = self.autoPingInterval
-        self.autoPingInterval = 0
-        self.autoPingTimeout = 0
-        record = factory_record(self.factory)
-        if not record.autoping_warned:
-            record.autoping_warned = True
-            _log.warn(
-                "Autobahn's autoPingInterval={auto_ping_interval} is set on the factory of "
-                "{protocol}; KeepaliveMixin disabled it on these connections to avoid "
-                "double pings. Set autoPingInterval=0 to silence this warning.",
-                auto_ping_interval=interval,
-                protocol=type(self).__qualname__,
-            )
 
 
 def _forget_ping(forget: Any, payload: bytes, waiter: Deferred[float]) -> None:

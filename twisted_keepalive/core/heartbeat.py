@@ -21,11 +21,18 @@ waiters it settled and moves :attr:`Heartbeat.wake_at` to the next Ping.
 
 from __future__ import annotations
 
-import enum
-import random
 from typing import Any
 
 from .errors import PingInFlight
+from .ledger import (
+    MAX_UNANSWERED_KEEPALIVES,
+    Ledger,
+    PendingPing,
+    drop_oldest_keepalive,
+    fresh_payload,
+    settle_up_to,
+)
+from .phase import OPEN_PHASES, Phase
 from .verdict import Deadline, Evidence, Timeout, Verdict, judge
 
 #: A timer may fire this many seconds early by the monotonic clock, because
@@ -33,50 +40,16 @@ from .verdict import Deadline, Evidence, Timeout, Verdict, judge
 #: than costing another timer round.
 EARLY_WAKE_SLACK = 0.001
 
-#: With ``ping_timeout=None`` keepalive Pings go out whether or not Pongs come
-#: back; the ledger keeps this many of them, so a Pong slower than the
-#: interval still measures its round trip and a peer that never answers
-#: costs no more memory than this.
-MAX_UNANSWERED_KEEPALIVES = 8
 
-
-class Phase(enum.Enum):
-    """Where a connection's keepalive stands."""
-
-    #: The connection is not open yet: no Pings at all.
-    NEW = "new"
-    #: Open, no keepalive Pong awaited: the next keepalive Ping is due at
-    #: ``wake_at`` (``None``: keepalive off).
-    IDLE = "idle"
-    #: A keepalive Ping is in flight; its Pong is due at ``wake_at``.
-    AWAITING_PONG = "awaiting_pong"
-    #: The Pong deadline passed; the verdict waits for one I/O poll.
-    RECHECKING = "rechecking"
-    #: The closing handshake is under way: no more keepalive, but Pongs still
-    #: settle the Pings in flight.
-    CLOSING = "closing"
-    #: The verdict was a timeout (:attr:`Heartbeat.timeout`); Pongs no
-    #: longer count.
-    TIMED_OUT = "timed_out"
-    #: The connection is gone: nothing in flight, nothing scheduled.
-    CLOSED = "closed"
-
-
-_OPEN = frozenset((Phase.IDLE, Phase.AWAITING_PONG, Phase.RECHECKING))
-_SETTLING = _OPEN | {Phase.CLOSING}
-
-
-class PendingPing:
-    """One Ping in flight: its payload, sending rank and time, and its waiter."""
-
-    __slots__ = ("payload", "rank", "sent_at", "waiter")
-
-    def __init__(self, payload: bytes, rank: int, sent_at: float, waiter: Any) -> None:
-        self.payload = payload
-        self.rank = rank
-        self.sent_at = sent_at
-        #: The application's waiter, or ``None`` for a keepalive Ping.
-        self.waiter = waiter
+# The hot path compares phases by identity with these module globals: an
+# Enum's hash and its class attribute lookups are Python-level calls.
+_IDLE = Phase.IDLE
+_AWAITING_PONG = Phase.AWAITING_PONG
+_CLOSING = Phase.CLOSING
+_TIMED_OUT = Phase.TIMED_OUT
+_CLOSED = Phase.CLOSED
+_PING = Verdict.PING
+_WAIT = Verdict.WAIT
 
 
 # Most Pongs settle no application Ping; the hot path returns this one tuple.
@@ -128,11 +101,7 @@ class Heartbeat:
         self.wake_at: float | None = None
         #: Why the heartbeat gave up, once :meth:`judge` said TIMEOUT.
         self.timeout: Timeout | None = None
-        # Payload -> Ping in flight.  Dicts keep insertion order, which is
-        # sending order: "a Pong acknowledges every earlier Ping" pops from
-        # the front.  Ranks make that exact even when a test clock gives two
-        # Pings the same time.
-        self._ledger: dict[bytes, PendingPing] = {}
+        self._ledger: Ledger = {}
         self._rank = 0
         self._keepalive: PendingPing | None = None
         self._unanswered = 0
@@ -183,24 +152,24 @@ class Heartbeat:
         :param now: the current monotonic time, seconds.
         """
         phase = self.phase
-        if phase is Phase.AWAITING_PONG:
+        if phase is _AWAITING_PONG:
             if now + EARLY_WAKE_SLACK < self._deadline:
-                return Verdict.WAIT
+                return _WAIT
             self.phase = Phase.RECHECKING
             self._fired_at = now
             self.wake_at = None
             return Verdict.RECHECK
-        if phase is not Phase.IDLE:
-            return Verdict.WAIT
+        if phase is not _IDLE:
+            return _WAIT
         next_ping_at = self._next_ping_at
         if next_ping_at is None:
             self.wake_at = None
-            return Verdict.WAIT
+            return _WAIT
         if now + EARLY_WAKE_SLACK < next_ping_at:
             self.wake_at = next_ping_at
-            return Verdict.WAIT
+            return _WAIT
         self._send_keepalive(now, next_ping_at)
-        return Verdict.PING
+        return _PING
 
     def judge(self, now: float, evidence: Evidence) -> Verdict:
         """
@@ -244,7 +213,7 @@ class Heartbeat:
 
     def halt(self) -> None:
         """The closing handshake began: no more keepalive Pings or verdicts."""
-        if self.phase in _OPEN:
+        if self.phase in OPEN_PHASES:
             self.phase = Phase.CLOSING
             self.wake_at = self._next_ping_at = None
 
@@ -289,19 +258,13 @@ class Heartbeat:
             # unanswered ones make room so the ledger stays bounded.
             self._unanswered += 1
             if self._unanswered > MAX_UNANSWERED_KEEPALIVES:
-                self._drop_oldest_keepalive()
+                drop_oldest_keepalive(ledger)
+                self._unanswered -= 1
             self.wake_at = self._next_ping_at
         else:
             # One keepalive Ping in flight: the next one waits for its Pong.
-            self.phase = Phase.AWAITING_PONG
+            self.phase = _AWAITING_PONG
             self._deadline = self.wake_at = now + timeout
-
-    def _drop_oldest_keepalive(self) -> None:
-        for payload, ping in self._ledger.items():
-            if ping.waiter is None:
-                del self._ledger[payload]
-                self._unanswered -= 1
-                return
 
     # -- Pongs ----------------------------------------------------------------
 
@@ -321,11 +284,12 @@ class Heartbeat:
             ``(waiter, latency in seconds)`` pairs in sending order, for the
             adapter to fire after this method has returned.
         """
-        if self.phase not in _SETTLING:
-            return None
         ledger = self._ledger
         matched = ledger.get(payload)
         if matched is None:
+            return None
+        phase = self.phase
+        if phase is _TIMED_OUT or phase is _CLOSED:
             return None
         self.pongs += 1
         self.latency = now - matched.sent_at
@@ -335,30 +299,18 @@ class Heartbeat:
             settled = _NOTHING if matched.waiter is None else ((matched.waiter, self.latency),)
             self._unanswered = 0
         else:
-            settled = self._settle_up_to(matched, now)
+            settled, keepalives = settle_up_to(ledger, matched, now)
+            self._unanswered -= keepalives
         if keepalive is not None and keepalive.rank <= matched.rank:
             self._keepalive_acknowledged(now)
         return settled
 
-    def _settle_up_to(self, matched: PendingPing, now: float) -> tuple[tuple[Any, float], ...]:
-        ledger = self._ledger
-        settled = []
-        for ping in list(ledger.values()):
-            if ping.rank > matched.rank:
-                break
-            del ledger[ping.payload]
-            if ping.waiter is None:
-                self._unanswered -= 1
-            else:
-                settled.append((ping.waiter, now - ping.sent_at))
-        return tuple(settled)
-
     def _keepalive_acknowledged(self, now: float) -> None:
         self._keepalive = None
-        if self.phase is Phase.CLOSING or self.ping_timeout is None:
+        if self.phase is _CLOSING or self.ping_timeout is None:
             # Closing: no next Ping.  No timeout: the schedule never waited.
             return
-        self.phase = Phase.IDLE
+        self.phase = _IDLE
         # Ping to Ping: the next one goes out an interval after this one was
         # due, or now if the round trip took longer than that.
         next_ping_at = self._next_ping_at
@@ -371,7 +323,7 @@ class Heartbeat:
     @property
     def accepts_pings(self) -> bool:
         """Whether an application Ping may go out now (the connection is open)."""
-        return self.phase in _OPEN
+        return self.phase in OPEN_PHASES
 
     @property
     def in_flight(self) -> int:
@@ -380,10 +332,7 @@ class Heartbeat:
 
     def new_payload(self) -> bytes:
         """A fresh random 4-byte payload that no Ping in flight uses."""
-        while True:
-            payload = random.getrandbits(32).to_bytes(4, "big")
-            if payload not in self._ledger:
-                return payload
+        return fresh_payload(self._ledger)
 
     def ping_sent(self, payload: bytes, now: float, waiter: Any) -> None:
         """
@@ -393,7 +342,7 @@ class Heartbeat:
         :raises PingInFlight: a Ping with this payload is already waiting.
         :raises RuntimeError: the connection is not open (:attr:`accepts_pings`).
         """
-        if self.phase not in _OPEN:
+        if self.phase not in OPEN_PHASES:
             raise RuntimeError(f"no Ping can go out in phase {self.phase.value}")
         if payload in self._ledger:
             raise PingInFlight(f"a ping with payload {payload!r} is already waiting for its pong")
