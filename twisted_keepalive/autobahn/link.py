@@ -150,8 +150,19 @@ class Link:
             return
         # FIN + Ping, then the length (4) with the mask bit on the client side.
         self.masked = not protocol.factory.isServer
-        self.head = b"\x89\x84" if self.masked else b"\x89\x04"
+        self.head = probes.ping_head(4, self.masked)
         self.sock = probes.direct_socket(protocol.transport)
+
+    def send_ping(self, payload: bytes) -> None:
+        """An application Ping, through Autobahn's buffering but our masking."""
+        protocol = self.protocol
+        if self.head is None or not self.masked:
+            protocol.sendPing(payload)
+            return
+        # Autobahn masks client frames with the random module; RFC 6455 5.3
+        # asks for a key nobody can predict.
+        frame = probes.ping_frame(probes.ping_head(len(payload), True), payload, True)
+        protocol.sendData(frame)
 
     def send_keepalive(self) -> None:
         heartbeat = self.heartbeat

@@ -179,7 +179,7 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
             functools.partial(_forget_ping, heartbeat.forget, payload)
         )
         heartbeat.ping_sent(payload, link.now(), waiter)
-        self.sendPing(payload)
+        link.send_ping(payload)
         stats = link.stats
         if stats is not None:
             stats.pings_sent += 1

@@ -30,18 +30,25 @@ except (ImportError, AttributeError):  # pragma: no cover - platform dependent
 TWISTED_BUFFER_ATTRIBUTES = ("socket", "dataBuffer", "offset", "_tempDataLen", "TLS", "connected")
 
 
+def ping_head(length: int, masked: bool) -> bytes:
+    """FIN + Ping, then the payload length (at most 125) with the mask bit."""
+    return bytes((0x89, (0x80 if masked else 0) | length))
+
+
 def ping_frame(head: bytes, payload: bytes, masked: bool) -> bytes:
     """
-    A ready-made Ping frame: ``head`` (FIN + opcode, then the length byte)
-    and ``payload``, masked for a client as RFC 6455 5.3 requires: with a key
-    from the operating system's strong source of entropy, so that no
-    attacker can predict it.
+    A ready-made Ping frame: ``head`` (:func:`ping_head`) and ``payload``,
+    masked for a client as RFC 6455 5.3 requires: with a key from the
+    operating system's strong source of entropy, so that no attacker can
+    predict it.
     """
     if not masked:
         return head + payload
     key = os.urandom(4)
-    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
-        len(payload), "big"
+    length = len(payload)
+    keys = (key * (length // 4 + 1))[:length]
+    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(
+        length, "big"
     )
     return head + key + masked_payload
 
