@@ -11,7 +11,7 @@ setting or one candidate change, so that the real server measures it.
 
 from __future__ import annotations
 
-from twisted_keepalive._service import EchoProtocol
+from twisted_keepalive.server.echo import EchoProtocol
 
 
 class Spread0(EchoProtocol):

@@ -82,12 +82,21 @@ def wait_until_accepting(
         time.sleep(0.05)
 
 
-def run_twistd(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``twistd ARGS`` to completion (help, refused options), output merged."""
+def run_twistd(
+    *args: str, cwd: Path, timeout: float = 30.0, import_from: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``twistd ARGS`` to completion (help, refused options), output merged;
+    ``import_from`` is a folder of an operator's modules, put on ``PYTHONPATH``
+    after the checkout.
+    """
+    env = subprocess_env()
+    if import_from is not None:
+        env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(import_from)])
     return subprocess.run(
         [str(TWISTD), *args],
         cwd=cwd,
-        env=subprocess_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -8,11 +8,13 @@ for it (binary messages, unix sockets, Origin headers).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import ipaddress
 import itertools
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -27,7 +29,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect, unix_connect
 from websockets.typing import Origin
 
-from tests.unit.wire import CLOSE, parse_frames
+from tests.unit.wire import CLOSE, TEXT, frame, parse_frames
 
 from .conftest import StartPeer, StartServer, free_port, run_twistd
 
@@ -53,7 +55,7 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         "--close-timeout= Seconds a closing handshake may take",
         "[default: 10.0",
         "--protocol=",
-        "[default: twisted_keepalive._service.EchoProtocol]",
+        "[default: twisted_keepalive.server.echo.EchoProtocol]",
         "--allowed-origin=",
         "[default: any origin]",
         "--max-message-size= Largest message accepted, in bytes",
@@ -95,12 +97,70 @@ def test_bad_option_is_refused_with_one_usage_line(
     tmp_path: Path, options: list[str], message: str
 ) -> None:
     result = run_twistd("-n", "--pidfile=", "wskeepalive", *options, cwd=tmp_path)
+    _assert_one_usage_line(result, message)
+
+
+def _assert_one_usage_line(result: subprocess.CompletedProcess[str], message: str) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stdout
     lines = result.stdout.strip().splitlines()
     # twistd's synopsis, our hint, and the message: not the whole option list.
     assert len(lines) <= 4, result.stdout
-    assert message in lines[-1]
+    assert message in lines[-1], result.stdout
+
+
+_OPERATOR_IMPORTS = """\
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted_keepalive import KeepaliveMixin
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        pytest.param(
+            "class Chat(WebSocketServerProtocol, KeepaliveMixin):\n    pass\n",
+            "cannot be imported: TypeError: Chat lists KeepaliveMixin after",
+            id="the library refuses the mixin after the Autobahn base",
+        ),
+        pytest.param(
+            "import no_such_dependency\n",
+            "cannot be imported: ModuleNotFoundError: No module named 'no_such_dependency'",
+            id="a dependency is missing",
+        ),
+        pytest.param(
+            "raise RuntimeError('settings.toml:\\n  no such file')\n",
+            "cannot be imported: RuntimeError: settings.toml: no such file",
+            id="an error of several lines",
+        ),
+        pytest.param(
+            # What a library without the base-order check would let through:
+            # type.__new__ makes the class without KeepaliveMixin's metaclass
+            # looking at it.
+            "Chat = type.__new__(type(KeepaliveMixin), 'Chat',"
+            " (WebSocketServerProtocol, KeepaliveMixin), {'__module__': __name__})\n",
+            "put KeepaliveMixin first, before the Autobahn base",
+            id="the mixin after the Autobahn base, unchecked",
+        ),
+        pytest.param(
+            "class Meta(type):\n    pass\n\n\n"
+            "class Chat(WebSocketServerProtocol, metaclass=Meta):\n    pass\n",
+            "cannot be given KeepaliveMixin: TypeError: metaclass conflict",
+            id="a metaclass that cannot go with the mixin's",
+        ),
+    ],
+)
+def test_protocol_that_cannot_be_imported_or_created_is_a_usage_error(
+    tmp_path: Path, module: str, message: str
+) -> None:
+    operator = tmp_path / "operator"
+    operator.mkdir()
+    (operator / "chat.py").write_text(_OPERATOR_IMPORTS + module)
+    result = run_twistd(
+        "-n", "--pidfile=", "wskeepalive", "--protocol", "chat.Chat",
+        cwd=tmp_path, import_from=operator,
+    )  # fmt: skip
+    _assert_one_usage_line(result, message)
 
 
 def test_port_already_in_use_stops_twistd_with_an_error(tmp_path: Path) -> None:
@@ -369,6 +429,35 @@ def _open_without_ever_answering(port: int) -> socket.socket:
         response += raw.recv(4096)
     assert response.startswith(b"HTTP/1.1 101"), response
     return raw
+
+
+def test_a_message_crossing_the_1001_is_dropped_and_the_closing_handshake_completes(
+    twistd: StartServer,
+) -> None:
+    server = twistd()
+    assert server.port is not None
+    raw = _open_without_ever_answering(server.port)
+    server.process.send_signal(signal.SIGTERM)
+    received = b""
+    while len(received) < 2 or len(received) < 2 + (received[1] & 0x7F):
+        chunk = raw.recv(4096)
+        assert chunk, "twistd closed TCP without a Close frame"
+        received += chunk
+    [(opcode, close)] = parse_frames(received)
+    assert (opcode, close) == (CLOSE, (1001).to_bytes(2, "big") + b"going away")
+    # Sent before the client saw the server's Close, it arrives after it; then
+    # the client answers the Close, as it should.
+    raw.sendall(frame(TEXT, b"crossing the close") + frame(CLOSE, close))
+    after = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := raw.recv(4096):
+            after += chunk
+    raw.close()
+    assert server.process.wait(15) == 0, server.output()
+    assert after == b"", "nothing may be sent after a Close: no echo"
+    [closed] = server.log(keepalive_event="close")
+    assert (closed["code"], closed["clean"]) == (1001, True)
+    assert "Unhandled Error" not in server.output()
 
 
 def test_sigterm_aborts_peers_that_never_answer_the_close_after_close_timeout(

@@ -34,7 +34,7 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_FIRST_PING_SPREAD = 1.0
 
 #: Whether the protocol answers ``keepalive.js`` heartbeats (see
-#: :mod:`twisted_keepalive._browser`).  Off by default in the library, so a
+#: :mod:`twisted_keepalive.core.browser`).  Off by default in the library, so a
 #: protocol never swallows messages it did not opt in to; on by default in
 #: ``twistd wskeepalive``.
 DEFAULT_BROWSER_HEARTBEAT = False

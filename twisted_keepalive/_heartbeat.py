@@ -1,2 +1,0 @@
-from .core.verdict import Cause as Cause
-from .core.verdict import Timeout as Timeout

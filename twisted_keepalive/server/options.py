@@ -1,0 +1,223 @@
+"""
+The command line of ``twistd wskeepalive``: every option with its help text
+(units and defaults), and :class:`Options`, which turns what was given into
+:class:`~.settings.Settings` -- or into one usage line, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from twisted.python import usage
+
+from . import parsing
+from .gc import GC_POLICIES, GC_SCHEDULED
+from .settings import DEFAULT_BACKLOG, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_SIZE, Settings
+
+__all__ = ["Options"]
+
+#: The command-line name of each keepalive setting given in seconds.
+_KEEPALIVE_OPTIONS = {
+    "ping-interval": "ping_interval",
+    "ping-timeout": "ping_timeout",
+    "close-timeout": "close_timeout",
+}
+
+
+_Method = TypeVar("_Method", bound=Callable[..., None])
+
+
+def _one_paragraph(method: _Method) -> _Method:
+    # usage.Options shows an opt_ method's docstring as its --help text, and
+    # would keep the docstring's line breaks and indentation in it.
+    method.__doc__ = " ".join((method.__doc__ or "").split())
+    return method
+
+
+class Options(usage.Options):
+    """The options of ``twistd wskeepalive``; :attr:`settings` once parsed."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs a WebSocket server that pings every client and fails the connections of "
+        "clients that stop answering (close code 1011). It echoes messages unless "
+        "--protocol names your own Autobahn protocol. SIGTERM or SIGINT closes every "
+        "connection with 1001 'going away', waits at most --close-timeout, and exits 0."
+    )
+
+    optParameters: list[list[Any]] = [  # noqa: RUF012 -- the shape usage.Options reads
+        [
+            "ping-interval",
+            None,
+            None,
+            "Seconds between keepalive pings, or 'off' to send none. "
+            "[default: 20.0, or the ping_interval of a --protocol that subclasses KeepaliveMixin]",
+        ],
+        [
+            "ping-timeout",
+            None,
+            None,
+            "Seconds to wait for the pong before failing the connection with 1011 "
+            "'keepalive ping timeout', or 'off' to never fail it. "
+            "[default: 20.0, or the ping_timeout of a --protocol that subclasses KeepaliveMixin]",
+        ],
+        [
+            "close-timeout",
+            None,
+            None,
+            "Seconds a closing handshake may take (after a keepalive timeout, or at "
+            "shutdown) before the TCP connection is aborted. "
+            "[default: 10.0, or the close_timeout of a --protocol that subclasses KeepaliveMixin]",
+        ],
+        [
+            "browser-heartbeat",
+            None,
+            None,
+            "'on' to answer the heartbeats of the browser module served at /keepalive.js "
+            "(text messages starting with NUL 'wsk1 ping') and keep them from the "
+            "protocol's onMessage; 'off' to pass them on as ordinary messages. "
+            "[default: on, or the browser_heartbeat of a --protocol that sets it]",
+        ],
+        [
+            "protocol",
+            None,
+            "twisted_keepalive.server.echo.EchoProtocol",
+            "Dotted name of the autobahn.twisted.websocket.WebSocketServerProtocol "
+            "subclass to serve; KeepaliveMixin is added if the class lacks it.",
+        ],
+        [
+            "max-message-size",
+            None,
+            str(DEFAULT_MAX_MESSAGE_SIZE),
+            "Largest message accepted, in bytes (0: no limit); a larger one fails "
+            "the connection with 1009.",
+        ],
+        [
+            "external-url",
+            None,
+            None,
+            "The ws:// or wss:// URL clients use to reach this server (behind a proxy, "
+            "the proxy's), given to Autobahn's factory: the protocol sees it as "
+            "factory.url. [default: none]",
+        ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
+            "tcp:9100:interface=127.0.0.1 (needs the metrics extra: "
+            "pip install 'twisted-keepalive[metrics]'). [default: off]",
+        ],
+        [
+            "workers",
+            None,
+            "1",
+            "Processes to run, each with its own reactor, all serving the --listen ports "
+            "(tcp and tcp6 only; the kernel spreads connections over them with "
+            "SO_REUSEPORT). A worker that dies is replaced; SIGTERM stops them all. "
+            "With --metrics, one endpoint serves every worker's metrics, labelled by worker.",
+        ],
+        [
+            "gc",
+            None,
+            GC_SCHEDULED,
+            "How Python's cyclic garbage collector runs: 'scheduled' freezes every "
+            "second what has survived (automatic collections then walk only younger "
+            "objects) and collects everything every 5 minutes, or once a quarter of the "
+            "connections have closed, at most once a minute, so that its passes over "
+            "every connection rarely delay keepalive pings; 'python' leaves Python's "
+            "own thresholds alone.",
+        ],
+        [
+            "backlog",
+            None,
+            str(DEFAULT_BACKLOG),
+            "Connections the kernel may queue before they are accepted, for tcp, "
+            "tcp6, ssl and unix endpoints that do not set backlog= themselves "
+            "(capped by net.core.somaxconn).",
+        ],
+    ]
+
+    settings: Settings
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["listen"] = []
+        self["allowed-origin"] = []
+        self._failed = False
+
+    @_one_paragraph
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on this Twisted endpoint: tcp:8080, tcp:9000:interface=127.0.0.1,
+        ssl:8443:privateKey=key.pem:certKey=cert.pem, unix:/run/ws.sock. Repeat
+        to listen on several. [default: tcp:8080]
+        """
+        self["listen"].append(description)
+
+    @_one_paragraph
+    def opt_allowed_origin(self, pattern: str) -> None:
+        """
+        Accept browsers only from this origin, matched as scheme://host:port
+        (the port always present, e.g. https://app.example.com:443), * as a
+        wildcard (https://*.example.com:*); repeat to allow several. Clients
+        that send no Origin header are always accepted. [default: any origin]
+        """
+        self["allowed-origin"].append(pattern)
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        try:
+            super().parseOptions(options)  # type: ignore[no-untyped-call]
+        except usage.UsageError:
+            self._failed = True
+            raise
+
+    def getUsage(self, width: int | None = None) -> str:
+        if self._failed:
+            # twistd prints the usage above the error message: a one-line hint
+            # keeps the message from drowning under the whole option list.
+            return "Run with --help for the options, with units and defaults.\n"
+        return super().getUsage(width)
+
+    def postOptions(self) -> None:
+        listen = self["listen"] or [DEFAULT_LISTEN]
+        backlog = parsing.whole_number("backlog", self["backlog"], minimum=1)
+        workers = parsing.worker_count(self["workers"], listen)
+        keepalive: dict[str, float | bool | None] = {
+            setting: parsing.seconds(option, self[option], allow_off=setting != "close_timeout")
+            for option, setting in _KEEPALIVE_OPTIONS.items()
+            if self[option] is not None
+        }
+        if self["browser-heartbeat"] is not None:
+            keepalive["browser_heartbeat"] = parsing.on_off(
+                "browser-heartbeat", self["browser-heartbeat"]
+            )
+        self.settings = Settings(
+            listen=tuple(parsing.listen_description(d, backlog) for d in listen),
+            protocol=parsing.server_protocol(self["protocol"]),
+            keepalive=MappingProxyType(keepalive),
+            allowed_origins=tuple(self["allowed-origin"]),
+            max_message_size=parsing.whole_number(
+                "max-message-size", self["max-message-size"], minimum=0
+            ),
+            external_url=parsing.external_url(self["external-url"]),
+            metrics=parsing.metrics_endpoint(self["metrics"]),
+            gc=parsing.choice("gc", self["gc"], GC_POLICIES),
+            workers=workers,
+        )
+
+    def worker_arguments(self) -> list[str]:
+        """
+        The options as a worker of ``--workers`` takes them: all those given,
+        but ``--listen``, ``--metrics`` and ``--workers``, which the parent
+        sets for each worker.
+        """
+        arguments = []
+        for name, *_ in self.optParameters:
+            if name not in ("metrics", "workers") and self[name] is not None:
+                arguments += [f"--{name}", str(self[name])]
+        for origin in self["allowed-origin"]:
+            arguments += ["--allowed-origin", origin]
+        return arguments

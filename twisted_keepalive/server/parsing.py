@@ -1,0 +1,226 @@
+"""
+Each option's text made into its value, or refused with a
+``usage.UsageError``: twistd prints its message as one line and exits
+non-zero, with no traceback.
+
+What an option names is tried here, not at startup: the endpoints are built
+(a typo, a missing key file) and the ``--protocol`` class is imported and
+given the mixin.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.util import parse_url
+from twisted.internet import endpoints
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.python import usage
+from twisted.python.reflect import namedAny
+
+from twisted_keepalive import KeepaliveMixin
+from twisted_keepalive.core.config import validate_seconds
+
+from .workers.ports import listen_problem
+
+__all__ = [
+    "choice",
+    "external_url",
+    "listen_description",
+    "metrics_endpoint",
+    "on_off",
+    "seconds",
+    "server_protocol",
+    "whole_number",
+    "worker_count",
+]
+
+#: The endpoint types whose string syntax takes ``backlog=``.
+_BACKLOG_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+# Typed names for the Twisted APIs that have no annotations, so that the rest
+# of the module is checked by mypy --strict.
+_server_from_string: Callable[[Any, str], IStreamServerEndpoint] = endpoints.serverFromString
+_named_any: Callable[[str], object] = namedAny
+
+
+def seconds(option: str, text: str, *, allow_off: bool) -> float | None:
+    if allow_off and text.strip().lower() == "off":
+        return None
+    value: object
+    try:
+        value = float(text)
+    except ValueError:
+        value = text  # for validate_seconds to name in its message
+    try:
+        return validate_seconds(f"--{option}", value, allow_none=False)
+    except (TypeError, ValueError) as e:
+        raise usage.UsageError(f"{e}{'; off disables it' if allow_off else ''}") from None
+
+
+def on_off(option: str, text: str) -> bool:
+    switch = text.strip().lower()
+    if switch not in ("on", "off"):
+        raise usage.UsageError(f"--{option} must be on or off, not {text!r}")
+    return switch == "on"
+
+
+def choice(option: str, text: str, choices: tuple[str, ...]) -> str:
+    chosen = text.strip().lower()
+    if chosen not in choices:
+        raise usage.UsageError(f"--{option} must be one of {', '.join(choices)}, not {text!r}")
+    return chosen
+
+
+def whole_number(option: str, text: str, *, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        expected = "a positive whole number" if minimum > 0 else "a whole number, 0 or more"
+        raise usage.UsageError(f"--{option} must be {expected}, not {text!r}")
+    return value
+
+
+def worker_count(text: str, listen: list[str]) -> int:
+    count = whole_number("workers", text, minimum=1)
+    if count == 1:
+        return count
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        raise usage.UsageError(
+            "--workers needs Linux, whose SO_REUSEPORT spreads connections over the workers"
+        )
+    for description in listen:
+        problem = listen_problem(description)
+        if problem is not None:
+            raise usage.UsageError(problem)
+    return count
+
+
+def metrics_endpoint(description: str | None) -> str | None:
+    if description is None:
+        return None
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise usage.UsageError(
+            "--metrics needs prometheus_client: pip install 'twisted-keepalive[metrics]'"
+        ) from None
+    _check_endpoint("metrics", description)
+    return description
+
+
+def listen_description(description: str, backlog: int) -> str:
+    """``description`` with the backlog filled in, once it proved usable."""
+    full = _with_backlog(description, backlog)
+    _check_endpoint("listen", description, full)
+    return full
+
+
+def _check_endpoint(option: str, description: str, built: str | None = None) -> None:
+    # Building the endpoint parses the string and loads TLS keys and
+    # certificates: a typo fails here, as a usage error, not at startup.
+    from twisted.internet import reactor
+
+    try:
+        _server_from_string(reactor, built or description)
+    except ImportError as e:
+        hint = (
+            " (ssl endpoints need pyOpenSSL: pip install twisted[tls])"
+            if e.name == "OpenSSL"
+            else ""
+        )
+        raise usage.UsageError(f"--{option} {description!r}: {_one_line(e)}{hint}") from None
+    except Exception as e:
+        # Endpoint parsers, plugins included, raise whatever they like:
+        # ValueError, TypeError, KeyError, OSError, OpenSSL errors...
+        raise usage.UsageError(
+            f"--{option} {description!r} is not a usable endpoint: {_one_line(e)}"
+        ) from None
+
+
+def _with_backlog(description: str, backlog: int) -> str:
+    kind, *fields = _endpoint_fields(description)
+    if kind not in _BACKLOG_ENDPOINT_TYPES or any(f.startswith("backlog=") for f in fields):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def _endpoint_fields(description: str) -> Iterator[str]:
+    # Endpoint strings separate fields with ":" and escape a literal one as "\:".
+    current = ""
+    escaped = False
+    for char in description:
+        if char == ":" and not escaped:
+            yield current
+            current = ""
+        else:
+            current += char
+        escaped = char == "\\" and not escaped
+    yield current
+
+
+def server_protocol(dotted: str) -> type[Any]:
+    """The class ``dotted`` names, checked, with KeepaliveMixin added if it lacks it."""
+    try:
+        found = _named_any(dotted)
+    except Exception as e:
+        # Importing an operator's module can raise anything at all, and the
+        # library refuses some protocol classes as they are created.
+        raise usage.UsageError(
+            f"--protocol {dotted!r} cannot be imported: {type(e).__name__}: {_one_line(e)}"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, WebSocketServerProtocol)):
+        raise usage.UsageError(
+            f"--protocol {dotted!r} must name a subclass of "
+            f"autobahn.twisted.websocket.WebSocketServerProtocol, not {found!r}"
+        )
+    if _mixin_comes_late(found):
+        raise usage.UsageError(
+            f"--protocol {dotted!r} lists KeepaliveMixin after the Autobahn base class, so "
+            "Autobahn's dispatchers would run instead of the mixin's: put KeepaliveMixin "
+            f"first, before the Autobahn base: class {found.__name__}(KeepaliveMixin, "
+            "WebSocketServerProtocol)"
+        )
+    if issubclass(found, KeepaliveMixin):
+        return found
+    try:
+        return type(found.__name__, (KeepaliveMixin, found), {"__qualname__": found.__qualname__})
+    except Exception as e:
+        # A metaclass of the operator's that cannot go with the mixin's, say.
+        raise usage.UsageError(
+            f"--protocol {dotted!r} cannot be given KeepaliveMixin: "
+            f"{type(e).__name__}: {_one_line(e)}"
+        ) from None
+
+
+def _mixin_comes_late(protocol: type[Any]) -> bool:
+    # The library refuses such a class as it is created; this catches one
+    # made without that check, which would serve with no keepalive at all.
+    order = protocol.__mro__
+    return KeepaliveMixin in order and order.index(KeepaliveMixin) > order.index(WebSocketProtocol)
+
+
+def external_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        parse_url(url)
+    except Exception as e:
+        raise usage.UsageError(
+            f"--external-url must be a ws:// or wss:// URL without a query, not {url!r} "
+            f"({_one_line(e)})"
+        ) from None
+    return url
+
+
+def _one_line(error: BaseException) -> str:
+    # twistd prints the message after the usage hint: one line, whatever the
+    # exception's text looked like.
+    return " ".join(str(error).split())

@@ -1,0 +1,103 @@
+"""
+:class:`Settings`: what ``twistd wskeepalive`` was told, validated, and the
+defaults that are the server's rather than the library's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from twisted_keepalive import KeepaliveMixin
+from twisted_keepalive.core.config import DEFAULT_CLOSE_TIMEOUT, SETTING_NAMES
+
+from .echo import EchoProtocol
+from .gc import GC_SCHEDULED
+
+__all__ = ["DEFAULT_BACKLOG", "DEFAULT_LISTEN", "DEFAULT_MAX_MESSAGE_SIZE", "Settings"]
+
+DEFAULT_LISTEN = "tcp:8080"
+
+#: ``listen()``'s usual backlog of 50 made 6,000 clients connecting at once
+#: take 28 s (SYN retries); 4,096 took 2 s.  The kernel caps it at
+#: ``net.core.somaxconn``.
+DEFAULT_BACKLOG = 4096
+
+#: Bytes; the same limit as ``websockets``' ``max_size``.  Autobahn's own
+#: default is no limit at all: one peer could exhaust the server's memory.
+DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+#: Settings whose default under ``twistd wskeepalive`` is not the library's:
+#: an operator who opens the server in a browser gets a demo page whose
+#: heartbeats must be answered.  A value on the command line, or one the
+#: ``--protocol`` class sets itself, still wins.
+_SERVICE_DEFAULTS: Mapping[str, float | bool | None] = MappingProxyType({"browser_heartbeat": True})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """
+    What ``twistd wskeepalive`` was told, validated.
+
+    :ivar listen: endpoint descriptions, the backlog filled in.
+    :ivar protocol: the ``WebSocketServerProtocol`` subclass to serve, with
+        :class:`~twisted_keepalive.KeepaliveMixin` among its bases (added to
+        the operator's class if it lacked it).
+    :ivar keepalive: the keepalive settings given on the command line, by
+        :func:`~twisted_keepalive.set_keepalive_options` name; for those not
+        given, the protocol class's attributes apply, or where it sets none,
+        the service's defaults (``browser_heartbeat`` on) over the library's.
+    :ivar allowed_origins: Autobahn ``allowedOrigins`` patterns; empty allows
+        every origin.
+    :ivar max_message_size: bytes; 0 for no limit.
+    :ivar external_url: the ``ws://`` or ``wss://`` URL clients use, or ``None``.
+    :ivar metrics: the endpoint to serve Prometheus metrics on, or ``None``.
+    :ivar gc: the garbage-collector policy (see
+        :class:`~twisted_keepalive.server.gc.GarbageCollection`).
+    :ivar workers: processes to run (see :mod:`twisted_keepalive.server.workers`).
+    """
+
+    listen: tuple[str, ...] = (DEFAULT_LISTEN,)
+    protocol: type[Any] = EchoProtocol
+    keepalive: Mapping[str, float | bool | None] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    allowed_origins: tuple[str, ...] = ()
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    external_url: str | None = None
+    metrics: str | None = None
+    gc: str = GC_SCHEDULED
+    workers: int = 1
+
+    def keepalive_given(self) -> dict[str, float | bool | None]:
+        """
+        The settings the factory overrides: those given on the command line,
+        and the service's defaults for those the protocol class leaves alone.
+        """
+        defaults = {
+            setting: value
+            for setting, value in _SERVICE_DEFAULTS.items()
+            if not _class_sets(self.protocol, setting)
+        }
+        return {**defaults, **self.keepalive}
+
+    def keepalive_in_force(self) -> dict[str, float | bool | None]:
+        """Each keepalive setting as the connections will use it."""
+        given = self.keepalive_given()
+        return {
+            setting: given[setting] if setting in given else getattr(self.protocol, setting)
+            for setting in SETTING_NAMES
+        }
+
+    @property
+    def close_timeout(self) -> float:
+        """Seconds a closing handshake may take."""
+        return self.keepalive_in_force()["close_timeout"] or DEFAULT_CLOSE_TIMEOUT
+
+
+def _class_sets(protocol: type[Any], setting: str) -> bool:
+    # KeepaliveMixin holds the library's defaults; a subclass that assigns the
+    # setting has it in its own __dict__.
+    return any(setting in vars(klass) for klass in protocol.__mro__ if klass is not KeepaliveMixin)

@@ -1,0 +1,129 @@
+"""
+Every connection of the server known and logged: :class:`ServerFactory`
+holds the open ones, so that shutdown can close them; each
+:class:`TrackedConnection` logs its opening and closing, and knows how to
+go away when the server stops.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_keepalive import Timeout
+
+__all__ = ["GOING_AWAY_CODE", "GOING_AWAY_REASON", "ServerFactory", "TrackedConnection"]
+
+_log = Logger(namespace="twisted_keepalive")
+
+GOING_AWAY_CODE = 1001
+GOING_AWAY_REASON = "going away"
+
+
+class TrackedConnection:
+    """
+    Connection logging and tracking for the service.
+
+    It comes first among the served class's bases, so protocols that override
+    ``onOpen`` / ``onClose`` / ``connectionLost`` without calling ``super()``
+    cannot skip it.
+    """
+
+    if TYPE_CHECKING:
+        # Provided by the Autobahn protocol and the mixin it goes with.
+        factory: ServerFactory
+        transport: Any
+        peer: str
+        state: int
+        latency: float
+        keepalive_timeout: Timeout | None
+
+        def sendCloseFrame(
+            self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False
+        ) -> None: ...
+
+    _served_opened = False
+    _served_closed: tuple[int | None, str | None, bool] = (None, None, False)
+
+    def connectionMade(self) -> None:
+        self.factory.connections.add(self)
+        super().connectionMade()  # type: ignore[misc]
+
+    def _onOpen(self) -> None:
+        self._served_opened = True
+        _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
+        super()._onOpen()  # type: ignore[misc]
+
+    def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._served_closed = (code, reason, wasClean)
+        super()._onClose(wasClean, code, reason)  # type: ignore[misc]
+
+    def connectionLost(self, reason: Failure) -> None:
+        try:
+            super().connectionLost(reason)  # type: ignore[misc]
+        finally:
+            if self._served_opened:
+                code, close_reason, clean = self._served_closed
+                timeout = self.keepalive_timeout
+                _log.info(
+                    "WebSocket connection from {peer} closed: code {code}, "
+                    "reason {reason!r}, last latency {latency:.3f} s",
+                    peer=self.peer,
+                    code=code,
+                    reason=close_reason or "",
+                    clean=clean,
+                    latency=self.latency,
+                    # Set when the heartbeat failed the connection.
+                    cause=None if timeout is None else timeout.cause.value,
+                    keepalive_event="close",
+                )
+            self.factory.connection_lost(self)
+
+    def going_away(self) -> None:
+        """Start closing this connection because the server is stopping."""
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            # sendClose() accepts only 1000 and 3000-4999; sendCloseFrame()
+            # sends 1001 and starts the closing handshake all the same.
+            self.sendCloseFrame(
+                code=GOING_AWAY_CODE, reasonUtf8=GOING_AWAY_REASON.encode(), isReply=False
+            )
+        elif self.state == WebSocketServerProtocol.STATE_CONNECTING:
+            # No WebSocket yet, so no Close frame to send.
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+
+class ServerFactory(WebSocketServerFactory):
+    """An Autobahn server factory that knows its connections, for shutdown."""
+
+    def __init__(self, url: str | None, reactor: Any) -> None:
+        super().__init__(url, reactor=reactor)  # type: ignore[no-untyped-call]
+        self.connections: set[TrackedConnection] = set()
+        #: Connections lost since the start: what a full collection may free.
+        self.lost = 0
+        self._waiters: list[Deferred[None]] = []
+
+    def connection_lost(self, connection: TrackedConnection) -> None:
+        self.connections.discard(connection)
+        self.lost += 1
+        if not self.connections:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_all_lost(self) -> Deferred[None]:
+        """
+        A ``Deferred`` that fires once no connection is left; cancelling it
+        stops waiting.
+        """
+        if not self.connections:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred(self._waiters.remove)
+        self._waiters.append(waiter)
+        return waiter
