@@ -79,7 +79,10 @@ class MetricsOverHttpTests(unittest.TestCase):
         live = [spawn_peer("websockets", "client", url, "--duration", "1.2") for _ in range(3)]
         for peer in live:
             self.addCleanup(peer.stop)
-        yield sleep(0.6)
+        # Scrape once all three are open, however long a loaded machine takes
+        # to start them.
+        for peer in live:
+            yield peer.wait_for("open")
         during = yield self.scrape()
         self.assertEqual(during[("twisted_keepalive_connections_open", ())], 3)
         for peer in live:

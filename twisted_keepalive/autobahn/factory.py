@@ -13,11 +13,14 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from ..core.config import DEFAULT_PING_INTERVAL, validate_setting
+from ..core.config import DEFAULT_PING_INTERVAL, KeepaliveConfig, validate_setting
 from ..core.wheel import DEFAULT_GRID, TimerWheel
 from .settings import FACTORY_RECORD
 
 _log = Logger(namespace="twisted_keepalive")
+
+#: Distinct settings combinations a factory shares configs for.
+MAX_SHARED_CONFIGS = 64
 
 _NO_OPTIONS: Mapping[str, float | bool | None] = MappingProxyType({})
 
@@ -30,13 +33,28 @@ class FactoryRecord:
     :ivar grid: seconds, the slot width of wheels made from now on.
     """
 
-    __slots__ = ("autoping_warned", "grid", "options", "wheels")
+    __slots__ = ("autoping_warned", "configs", "grid", "options", "wheels")
 
     def __init__(self) -> None:
         self.options = _NO_OPTIONS
         self.grid = DEFAULT_GRID
         self.wheels: dict[Any, TimerWheel] = {}
+        self.configs: dict[tuple[Any, ...], KeepaliveConfig] = {}
         self.autoping_warned = False
+
+    def config_for(self, *values: Any) -> KeepaliveConfig:
+        """
+        The :class:`KeepaliveConfig` of these settings (in its field order),
+        one shared value for all the connections that resolve to them: a
+        config per connection would cost more memory than the keepalive.
+        """
+        config = self.configs.get(values)
+        if config is None:
+            config = KeepaliveConfig(*values)
+            # Per-connection settings could make the combinations endless.
+            if len(self.configs) < MAX_SHARED_CONFIGS:
+                self.configs[values] = config
+        return config
 
     def wheel_for(self, clock: Any, now: Callable[[], float]) -> TimerWheel:
         """The one wheel for this factory's connections on ``clock``."""

@@ -287,19 +287,19 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
             link.pong_written()
 
     def _keepalive_resolve(self) -> KeepaliveConfig:
-        return KeepaliveConfig(
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            close_timeout=self.close_timeout,
-            first_ping_spread=self.first_ping_spread,
-            browser_heartbeat=self.browser_heartbeat,
+        return factory_record(self.factory).config_for(
+            self.ping_interval,
+            self.ping_timeout,
+            self.close_timeout,
+            self.first_ping_spread,
+            self.browser_heartbeat,
         )
 
     def _keepalive_new_link(self) -> Link:
         clock: Any = self.clock
         if clock is not None:
             # An injected clock is the only time there is.
-            now = clock.seconds
+            now: Any = clock.seconds
         else:
             # A real reactor's seconds() is wall-clock time, which jumps;
             # latency and deadlines are measured on the monotonic clock.
@@ -308,6 +308,8 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
                 from twisted.internet import reactor as clock
             now = time.monotonic
         wheel = factory_record(self.factory).wheel_for(clock, now)
+        # The wheel's own copy: one bound method per clock, not per connection.
+        now = wheel.now
         stats = getattr(self.factory, "keepalive_stats", None)
         if stats is not None:
             stats.opened += 1

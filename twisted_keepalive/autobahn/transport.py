@@ -32,7 +32,13 @@ TWISTED_BUFFER_ATTRIBUTES = ("socket", "dataBuffer", "offset", "_tempDataLen", "
 
 def ping_head(length: int, masked: bool) -> bytes:
     """FIN + Ping, then the payload length (at most 125) with the mask bit."""
+    if length == 4:
+        return _KEEPALIVE_HEADS[masked]
     return bytes((0x89, (0x80 if masked else 0) | length))
+
+
+# The keepalive Ping's two heads, shared by every connection.
+_KEEPALIVE_HEADS = {False: b"\x89\x04", True: b"\x89\x84"}
 
 
 def ping_frame(head: bytes, payload: bytes, masked: bool) -> bytes:

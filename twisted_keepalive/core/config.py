@@ -111,7 +111,7 @@ def validate_fraction(name: str, value: object) -> float:
     return fraction
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KeepaliveConfig:
     """
     The settings in force on one connection, resolved once when it opens.

@@ -54,21 +54,25 @@ class TimerWheel:
         if not grid > 0:
             raise ValueError(f"grid must be a positive number of seconds, not {grid!r}")
         self.clock = clock
-        self._now = now
+        #: The clock deadlines are given in.
+        self.now = now
         self.grid = grid
         self._slots: dict[int, dict[WheelOwner, None]] = {}
         self._calls: dict[int, Any] = {}
 
     def slot_of(self, wake_at: float) -> int:
         """The slot a deadline (monotonic seconds) falls in: the first not before it."""
-        return math.ceil(wake_at / self.grid)
+        grid = self.grid
+        slot = math.ceil(wake_at / grid)
+        # The division may round down past a grid point; never run early.
+        return slot if slot * grid >= wake_at else slot + 1
 
     def add(self, owner: WheelOwner, slot: int) -> None:
         """Call ``owner.wheel_fired()`` when ``slot`` comes."""
         bucket = self._slots.get(slot)
         if bucket is None:
             bucket = self._slots[slot] = {}
-            delay = max(0.0, slot * self.grid - self._now())
+            delay = max(0.0, slot * self.grid - self.now())
             self._calls[slot] = self.clock.callLater(delay, self._fire, slot)
         bucket[owner] = None
 
