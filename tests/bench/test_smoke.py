@@ -80,3 +80,8 @@ def test_scale_smoke_holds_connections_from_several_source_addresses(
 def test_herd_smoke_runs_every_first_ping_spread(tmp_path: Path) -> None:
     data = run_bench("herd.py", "--smoke", out=tmp_path / "h.json")
     assert [r["spread"] for r in data["results"]] == [0.0, 0.5, 1.0]  # type: ignore[index]
+
+
+def test_memory_per_connection_smoke_counts_both_variants(tmp_path: Path) -> None:
+    data = run_bench("memory_per_connection.py", "--connections", "50", out=tmp_path / "m.json")
+    assert data["ours_bytes_per_connection"] > data["plain_bytes_per_connection"] > 0  # type: ignore[operator]

@@ -1,0 +1,122 @@
+"""
+Bytes the library allocates per connection, in process: plain Autobahn
+against ``KeepaliveMixin`` on the same factory, counted with ``tracemalloc``
+(the allocations themselves, free of the RSS noise of a shared machine).
+
+N server protocols complete the opening handshake over ``StringTransport``s
+on one factory and one ``task.Clock``; the snapshot difference, divided by N,
+is a connection's cost.  The top allocation sites of ours are listed too.
+
+    python bench/memory_per_connection.py                 # 2,000 connections
+    python bench/memory_per_connection.py --connections 50   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import linecache
+import os
+import sys
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+from _report import environment, format_table, write_json  # noqa: E402
+from autobahn.twisted.websocket import (  # noqa: E402
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from twisted.internet.address import IPv4Address  # noqa: E402
+from twisted.internet.task import Clock  # noqa: E402
+from twisted.internet.testing import StringTransport  # noqa: E402
+
+from twisted_keepalive import KeepaliveMixin  # noqa: E402
+
+
+class Plain(WebSocketServerProtocol):
+    pass
+
+
+class Ours(KeepaliveMixin, WebSocketServerProtocol):
+    pass
+
+
+def handshake(factory: Any, clock: Clock) -> Any:
+    protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    protocol.clock = clock
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    key = base64.b64encode(os.urandom(16))
+    protocol.dataReceived(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    transport.clear()
+    return protocol
+
+
+def measure(protocol_class: type, connections: int) -> tuple[float, list[tuple[float, str]]]:
+    clock = Clock()
+    factory = WebSocketServerFactory("ws://127.0.0.1:9000")
+    factory.protocol = protocol_class
+    factory.setProtocolOptions(openHandshakeTimeout=0)
+    handshake(factory, clock)  # the first connection builds the shared parts
+    held = []
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for _ in range(connections):
+        held.append(handshake(factory, clock))
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    diff = after.compare_to(before, "lineno")
+    total = sum(stat.size_diff for stat in diff) / connections
+    ours = []
+    for stat in diff:
+        frame = stat.traceback[0]
+        if "twisted_keepalive" in frame.filename and stat.size_diff > 0:
+            where = frame.filename.split("twisted_keepalive/")[-1]
+            line = linecache.getline(frame.filename, frame.lineno).strip()
+            ours.append((stat.size_diff / connections, f"{where}:{frame.lineno} {line[:60]}"))
+    return total, sorted(ours, reverse=True)[:8]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--out", default=str(BENCH / "results" / "memory_per_connection.json"))
+    args = parser.parse_args()
+    plain, _ = measure(Plain, args.connections)
+    ours, sites = measure(Ours, args.connections)
+    rows = [["variant", "B/conn", "KiB/conn", "over plain"]]
+    rows.append(["plain Autobahn", f"{plain:.0f}", f"{plain / 1024:.2f}", "-"])
+    extra = f"+{(ours - plain) / 1024:.2f} KiB"
+    rows.append(["KeepaliveMixin", f"{ours:.0f}", f"{ours / 1024:.2f}", extra])
+    print(f"{args.connections} handshaken connections on one factory (tracemalloc)")
+    print("\n".join(format_table(rows)))
+    print("\nours, by allocation site (B/conn):")
+    for size, where in sites:
+        print(f"  {size:7.1f}  {where}")
+    write_json(
+        args.out,
+        {
+            "benchmark": "memory_per_connection",
+            "environment": environment(["twisted", "autobahn"]),
+            "connections": args.connections,
+            "plain_bytes_per_connection": plain,
+            "ours_bytes_per_connection": ours,
+            "sites": [{"bytes": size, "where": where} for size, where in sites],
+        },
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
