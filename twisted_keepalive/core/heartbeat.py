@@ -247,7 +247,7 @@ class Heartbeat:
         self._delivered = None
         # The schedule runs on nominal times: a Ping sent a little late (the
         # timer grid, a busy reactor) does not push every later Ping back by
-        # as much.  After a stall longer than an interval it restarts now.
+        # as much.  After a stall of an interval or more it restarts now.
         if now - due >= interval:
             due = now
         self.ping_lateness = now - due
@@ -300,7 +300,8 @@ class Heartbeat:
             self._unanswered = 0
         else:
             settled, keepalives = settle_up_to(ledger, matched, now)
-            self._unanswered -= keepalives
+            # Only Pings sent without a timeout are counted as unanswered.
+            self._unanswered = max(0, self._unanswered - keepalives)
         if keepalive is not None and keepalive.rank <= matched.rank:
             self._keepalive_acknowledged(now)
         return settled

@@ -59,6 +59,10 @@ class TimerWheel:
         self.grid = grid
         self._slots: dict[int, dict[WheelOwner, None]] = {}
         self._calls: dict[int, Any] = {}
+        # The slot being fired and the owners it has yet to call, so that an
+        # owner removed by another one's callback is not called after all.
+        self._firing_slot: int | None = None
+        self._firing: dict[WheelOwner, None] = {}
 
     def slot_of(self, wake_at: float) -> int:
         """The slot a deadline (monotonic seconds) falls in: the first not before it."""
@@ -78,6 +82,9 @@ class TimerWheel:
 
     def remove(self, owner: WheelOwner, slot: int) -> None:
         """Forget ``owner`` in ``slot`` (nothing happens if it is not there)."""
+        if slot == self._firing_slot:
+            self._firing.pop(owner, None)
+            return
         bucket = self._slots.get(slot)
         if bucket is None:
             return
@@ -91,14 +98,20 @@ class TimerWheel:
         bucket = self._slots.pop(slot, None)
         if not bucket:
             return
-        for owner in bucket:
-            try:
-                owner.wheel_fired()
-            except Exception:
-                # One connection's failure must not leave the others in this
-                # slot without their deadline.
-                _log.failure("keepalive deadline of {owner!r} failed", owner=owner)
+        self._firing_slot, self._firing = slot, bucket
+        try:
+            while bucket:
+                # popitem: O(1) at any size; the order within a slot is free.
+                owner, _ = bucket.popitem()
+                try:
+                    owner.wheel_fired()
+                except Exception:
+                    # One connection's failure must not leave the others in
+                    # this slot without their deadline.
+                    _log.failure("keepalive deadline of {owner!r} failed", owner=owner)
+        finally:
+            self._firing_slot, self._firing = None, {}
 
     def __len__(self) -> int:
         """Connections waiting on the wheel."""
-        return sum(len(bucket) for bucket in self._slots.values())
+        return sum(len(bucket) for bucket in self._slots.values()) + len(self._firing)
