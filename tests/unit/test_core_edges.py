@@ -6,13 +6,11 @@ changed while the rest of the suite still passed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from twisted_keepalive import Cause, ConnectionClosed, KeepaliveStats
@@ -23,22 +21,18 @@ from twisted_keepalive.core.phase import Phase
 from twisted_keepalive.core.verdict import Deadline, Evidence, Timeout, Verdict, judge
 from twisted_keepalive.core.wheel import TimerWheel
 
-from .wire import CLOSE, PING, PONG, TEXT, EchoClient, EchoServer, frame, open_client, open_server
-
-
-@pytest.fixture
-def logged() -> Iterator[list[LogEvent]]:
-    events: list[LogEvent] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
-def result_of(deferred: Deferred[Any]) -> Any:
-    box: list[Any] = []
-    deferred.addBoth(box.append)
-    assert box, "the Deferred has not fired"
-    return box[0]
+from .wire import (
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    EchoClient,
+    EchoServer,
+    frame,
+    open_client,
+    open_server,
+    result_of,
+)
 
 
 def opcodes(peer: Any) -> list[int]:

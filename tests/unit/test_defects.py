@@ -27,7 +27,7 @@ import pytest
 from autobahn.twisted.websocket import WebSocketClientProtocol, WebSocketServerProtocol
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectionAborted
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from twisted_keepalive import ConnectionClosed, KeepaliveMixin, set_keepalive_options
@@ -39,14 +39,6 @@ from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, Peer, frame, open_c
 SLACK = 0.05
 
 TIMEOUT_CLOSE = (1011).to_bytes(2, "big") + b"keepalive ping timeout"
-
-
-@pytest.fixture
-def logged() -> Iterator[list[LogEvent]]:
-    events: list[LogEvent] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
-from twisted.logger import LogEvent, globalLogPublisher
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from twisted_keepalive import (
@@ -26,23 +25,7 @@ from twisted_keepalive import (
 )
 from twisted_keepalive.core.heartbeat import MAX_UNANSWERED_KEEPALIVES
 
-from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, open_client, open_server
-
-
-@pytest.fixture
-def logged() -> Iterator[list[LogEvent]]:
-    events: list[LogEvent] = []
-    globalLogPublisher.addObserver(events.append)
-    yield events
-    globalLogPublisher.removeObserver(events.append)
-
-
-def result_of(deferred: Deferred[Any]) -> Any:
-    box: list[Any] = []
-    deferred.addBoth(box.append)
-    assert box, "the Deferred has not fired"
-    return box[0]
-
+from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, open_client, open_server, result_of
 
 # -- 1. schedule -------------------------------------------------------------
 

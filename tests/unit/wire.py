@@ -20,6 +20,7 @@ from autobahn.twisted.websocket import (
     WebSocketServerProtocol,
 )
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionAborted, ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -29,6 +30,14 @@ from twisted_keepalive import KeepaliveMixin
 
 PING, PONG, CLOSE, TEXT = 0x9, 0xA, 0x8, 0x1
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def result_of(deferred: Deferred[Any]) -> Any:
+    """What a Deferred that has already fired fired with (a value or a Failure)."""
+    box: list[Any] = []
+    deferred.addBoth(box.append)
+    assert box, "the Deferred has not fired"
+    return box[0]
 
 
 def frame(opcode: int, payload: bytes = b"", *, masked: bool = True, fin: bool = True) -> bytes:

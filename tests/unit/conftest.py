@@ -1,0 +1,17 @@
+"""Fixtures shared by the deterministic tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from twisted.logger import LogEvent, globalLogPublisher
+
+
+@pytest.fixture
+def logged() -> Iterator[list[LogEvent]]:
+    """Every event logged while the test runs."""
+    events: list[LogEvent] = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
