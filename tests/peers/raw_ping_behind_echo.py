@@ -24,8 +24,6 @@ Events, one JSON object per line (``t`` is ``time.monotonic()``)::
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import select
 import socket
@@ -33,72 +31,11 @@ import struct
 import sys
 import time
 
+# The raw peer's framing: a script's own folder is first on sys.path.
+from raw_peer import emit, frame, handshake, parse
+
 BINARY, CLOSE, PING, PONG = 0x2, 0x8, 0x9, 0xA
 PAYLOAD = b"behind the echo"
-
-
-def emit(event: str, **fields: object) -> None:
-    sys.stdout.write(json.dumps({"event": event, "t": time.monotonic(), **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A masked, final frame."""
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n <= 125:
-        head += bytes([0x80 | n])
-    elif n <= 0xFFFF:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    mask = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
-    return head + key + masked
-
-
-def parse(buffer: bytearray) -> tuple[int, bytes] | None:
-    """Take one unmasked server frame off ``buffer``: (opcode, payload), or None."""
-    if len(buffer) < 2:
-        return None
-    opcode = buffer[0] & 0x0F
-    length = buffer[1] & 0x7F
-    pos = 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        (length,) = struct.unpack("!H", buffer[2:4])
-        pos = 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        (length,) = struct.unpack("!Q", buffer[2:10])
-        pos = 10
-    if len(buffer) < pos + length:
-        return None
-    payload = bytes(buffer[pos : pos + length])
-    del buffer[: pos + length]
-    return opcode, payload
-
-
-def handshake(sock: socket.socket, host: str) -> bytearray:
-    key = base64.b64encode(os.urandom(16))
-    sock.sendall(
-        b"GET / HTTP/1.1\r\nHost: " + host.encode() + b"\r\n"
-        b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        response += chunk
-    head, _, rest = response.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 101"):
-        raise ConnectionError(head.decode(errors="replace"))
-    return bytearray(rest)
 
 
 def main() -> int:
@@ -110,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sock = socket.create_connection((args.host, args.port), timeout=10)
-    inbound = handshake(sock, args.host)
+    inbound = handshake(sock, args.host, "/")
     emit("open")
     message = os.urandom(args.size)
     data = frame(BINARY, message) + frame(PING, PAYLOAD)
