@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"twisted_keepalive.server.worker_main: {e}", file=sys.stderr)
         return 2
     settings = options.settings
-    addresses = {d: Address.parse(reactor, d) for d in settings.listen}
+    addresses = {d: Address.parse(d) for d in settings.listen}
     service = build_service(
         settings,
         reactor,

@@ -65,6 +65,7 @@ class WorkersService(MultiService):
         self._reactor = reactor
         self._reserved: list[socket.socket] = []
         self._listen: list[str] = []
+        self._ports: list[int] = []
         #: Worker -> the loopback port its own metrics are served on.
         self._metrics_ports: dict[int, int] = {}
         self.workers: dict[int, WorkerProcess] = {}
@@ -95,6 +96,7 @@ class WorkersService(MultiService):
             "starting {workers} workers on {listen}",
             workers=self.settings.workers,
             listen=", ".join(self._listen),
+            ports=self._ports,
             keepalive_event="workers_start",
         )
         for index in range(self.settings.workers):
@@ -103,7 +105,7 @@ class WorkersService(MultiService):
 
     def _reserve_ports(self) -> None:
         for description in self.settings.listen:
-            address = Address.parse(self._reactor, description)
+            address = Address.parse(description)
             try:
                 sock = address.socket()
             except OSError as e:
@@ -116,6 +118,7 @@ class WorkersService(MultiService):
             address = replace(address, port=sock.getsockname()[1])
             self._reserved.append(sock)
             self._listen.append(address.description())
+            self._ports.append(address.port)
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
