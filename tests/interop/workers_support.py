@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from .conftest import TWISTD, Event, Server, free_port, subprocess_env
 from .twistd_side import LOG_PATH_VARIABLE
@@ -26,6 +28,26 @@ from .twistd_side import LOG_PATH_VARIABLE
 START_TIMEOUT = 30.0
 
 StartSupervisor = Callable[..., Server]
+
+OpenClients = Callable[[Server], list[ClientConnection]]
+
+#: Connections per check: the kernel hashes each to a worker, so all of 24
+#: landing on one of two workers has a chance of 2 in 2**24.
+CONNECTIONS = 24
+
+
+@pytest.fixture
+def clients() -> Iterator[OpenClients]:
+    """Open ``CONNECTIONS`` clients to a server; all closed at the end."""
+    with contextlib.ExitStack() as stack:
+
+        def open_clients(server: Server) -> list[ClientConnection]:
+            return [
+                stack.enter_context(connect(server.url, open_timeout=10))
+                for _ in range(CONNECTIONS)
+            ]
+
+        yield open_clients
 
 
 def wait_for_log(
@@ -64,8 +86,9 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
     """
     Start ``[PREFIX...] twistd -n TWISTD_OPTIONS... wskeepalive --listen
     LISTEN --workers N OPTIONS...`` and wait until its N workers listen;
-    ``listen`` defaults to a free loopback TCP port.  ``server.port`` is the
-    port the workers share (the one the kernel chose, for ``tcp:0``).
+    ``listen`` defaults to a free loopback TCP port; ``import_from`` is a
+    folder of an operator's modules, put on ``PYTHONPATH``.  ``server.port``
+    is the port the workers share (the one the kernel chose, for ``tcp:0``).
     Supervisors still running at the end get SIGTERM and must exit 0.
     """
     servers: list[Server] = []
@@ -77,6 +100,7 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
         listen: str | None = None,
         prefix: Sequence[str] = (),
         host: str = "127.0.0.1",
+        import_from: Path | None = None,
     ) -> Server:
         if listen is None:
             listen = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -98,11 +122,14 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
             str(workers),
             *options,
         ]
+        env = subprocess_env(**{LOG_PATH_VARIABLE: str(log_path)})
+        if import_from is not None:
+            env["PYTHONPATH"] = os.pathsep.join([env["PYTHONPATH"], str(import_from)])
         with output_path.open("wb") as output:
             process = subprocess.Popen(
                 argv,
                 cwd=tmp_path,
-                env=subprocess_env(**{LOG_PATH_VARIABLE: str(log_path)}),
+                env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
@@ -157,3 +184,32 @@ def events_between(server: Server, first: str, last: str, **fields: Any) -> list
     begin = names.index(first)
     end = names.index(last, begin)
     return [e for e in events[begin:end] if all(e.get(k) == v for k, v in fields.items())]
+
+
+def unresponsive_client(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """
+    A WebSocket client that completes the opening handshake and then never
+    reads or answers again: the server's closing handshake with it lasts
+    the whole close timeout.
+    """
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("the server closed before its handshake response")
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def worker_of(server: Server, client_port: int) -> int | None:
+    """The pid of the worker whose log says it opened the connection from ``client_port``."""
+    for event in server.log(keepalive_event="open"):
+        if str(event.get("peer", "")).endswith(f":{client_port}"):
+            return int(event["worker_pid"])
+    return None

@@ -14,7 +14,13 @@ from twisted.python import usage
 
 from . import parsing
 from .gc import GC_POLICIES, GC_SCHEDULED
-from .settings import DEFAULT_BACKLOG, DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_SIZE, Settings
+from .settings import (
+    DEFAULT_BACKLOG,
+    DEFAULT_LISTEN,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_WORKER_TIMEOUT,
+    Settings,
+)
 
 __all__ = ["Options"]
 
@@ -117,7 +123,19 @@ class Options(usage.Options):
             "Processes to run, each with its own reactor, all serving the --listen ports "
             "(tcp and tcp6 only; the kernel spreads connections over them with "
             "SO_REUSEPORT). A worker that dies is replaced; SIGTERM stops them all. "
-            "With --metrics, one endpoint serves every worker's metrics, labelled by worker.",
+            "With --metrics, one endpoint serves every worker's metrics, labelled by worker. "
+            "SIGHUP replaces the workers one at a time (see docs/workers.md).",
+        ],
+        [
+            "worker-timeout",
+            None,
+            f"{DEFAULT_WORKER_TIMEOUT:g}",
+            "With --workers: seconds a worker's reactor may leave the parent's probes "
+            "unanswered before the worker is killed (SIGKILL) and replaced, or 'off'. "
+            "A blocked reactor accepts no connections and pings no clients; 30 s is "
+            "far beyond any stall of a healthy one (a full garbage collection or "
+            "closing 10,000 connections takes under a second) and shorter than a "
+            "client's default ping interval plus timeout (40 s).",
         ],
         [
             "gc",
@@ -206,17 +224,18 @@ class Options(usage.Options):
             metrics=parsing.metrics_endpoint(self["metrics"]),
             gc=parsing.choice("gc", self["gc"], GC_POLICIES),
             workers=workers,
+            worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
         )
 
     def worker_arguments(self) -> list[str]:
         """
         The options as a worker of ``--workers`` takes them: all those given,
         but ``--listen``, ``--metrics`` and ``--workers``, which the parent
-        sets for each worker.
+        sets for each worker, and ``--worker-timeout``, the parent's own.
         """
         arguments = []
         for name, *_ in self.optParameters:
-            if name not in ("metrics", "workers") and self[name] is not None:
+            if name not in ("metrics", "workers", "worker-timeout") and self[name] is not None:
                 arguments += [f"--{name}", str(self[name])]
         for origin in self["allowed-origin"]:
             arguments += ["--allowed-origin", origin]

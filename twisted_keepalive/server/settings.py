@@ -16,7 +16,13 @@ from twisted_keepalive.core.config import DEFAULT_CLOSE_TIMEOUT, SETTING_NAMES
 from .echo import EchoProtocol
 from .gc import GC_SCHEDULED
 
-__all__ = ["DEFAULT_BACKLOG", "DEFAULT_LISTEN", "DEFAULT_MAX_MESSAGE_SIZE", "Settings"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_WORKER_TIMEOUT",
+    "Settings",
+]
 
 DEFAULT_LISTEN = "tcp:8080"
 
@@ -28,6 +34,9 @@ DEFAULT_BACKLOG = 4096
 #: Bytes; the same limit as ``websockets``' ``max_size``.  Autobahn's own
 #: default is no limit at all: one peer could exhaust the server's memory.
 DEFAULT_MAX_MESSAGE_SIZE = 2**20
+
+#: Seconds; ``--worker-timeout``'s help text says why.
+DEFAULT_WORKER_TIMEOUT = 30.0
 
 #: Settings whose default under ``twistd wskeepalive`` is not the library's:
 #: an operator who opens the server in a browser gets a demo page whose
@@ -57,6 +66,8 @@ class Settings:
     :ivar gc: the garbage-collector policy (see
         :class:`~twisted_keepalive.server.gc.GarbageCollection`).
     :ivar workers: processes to run (see :mod:`twisted_keepalive.server.workers`).
+    :ivar worker_timeout: seconds a worker's reactor may leave the parent's
+        probes unanswered before it is killed and replaced; ``None`` never.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -70,6 +81,7 @@ class Settings:
     metrics: str | None = None
     gc: str = GC_SCHEDULED
     workers: int = 1
+    worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """

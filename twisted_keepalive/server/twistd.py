@@ -10,6 +10,7 @@ from twisted.application.service import MultiService
 
 from .options import Options
 from .service import build_service
+from .workers.hangup import OnHangup, single_process_hangup
 from .workers.supervisor import WorkersService
 
 __all__ = ["Options", "makeService"]
@@ -23,4 +24,6 @@ def makeService(options: Options) -> MultiService:
 
     if options.settings.workers > 1:
         return WorkersService(options.settings, options.worker_arguments(), reactor)
-    return build_service(options.settings, reactor)
+    service = build_service(options.settings, reactor)
+    OnHangup(reactor, single_process_hangup).setServiceParent(service)  # type: ignore[no-untyped-call]
+    return service

@@ -43,12 +43,15 @@ class Seat:
     :ivar metrics_port: the loopback port of its own metrics; ``None`` while
         no process holds the seat.
     :ivar restarts: how many times the seat's worker was replaced.
+    :ivar hung: how many times the seat's worker was killed for not
+        answering the parent's probes.
     """
 
     index: int
     pid: int | None
     metrics_port: int | None
     restarts: int
+    hung: int = 0
 
 
 def free_loopback_port() -> int:
@@ -185,7 +188,12 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
     )
     restarts = CounterMetricFamily(
         "twisted_keepalive_worker_restarts",
-        "Workers started again after they exited unexpectedly.",
+        "Workers started again after they exited unexpectedly or hung.",
+        labels=["worker"],
+    )
+    hung = CounterMetricFamily(
+        "twisted_keepalive_worker_hung",
+        "Workers killed because their reactor answered no probe for --worker-timeout.",
         labels=["worker"],
     )
     for seat in seats:
@@ -193,4 +201,5 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
             pids.add_metric([str(seat.index)], seat.pid)
         up.add_metric([str(seat.index)], 1 if seat.index in scraped else 0)
         restarts.add_metric([str(seat.index)], seat.restarts)
-    yield from (pids, up, restarts)
+        hung.add_metric([str(seat.index)], seat.hung)
+    yield from (pids, up, restarts, hung)
