@@ -1,0 +1,301 @@
+"""
+SIGHUP to ``twistd wskeepalive --workers N``: the workers are replaced one
+at a time while the port keeps accepting, the old workers' clients are told
+1001 "going away", and the new workers run the code installed now.  Also
+what goes wrong on the way: a new worker that cannot start, an old one that
+dies, SIGTERM in the middle, a second SIGHUP, and SIGHUP without workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.sync.client import connect
+
+from . import workers_support
+from .conftest import Server, StartServer
+from .workers_support import (
+    CONNECTIONS,
+    OpenClients,
+    StartSupervisor,
+    alive,
+    signal_parent,
+    unresponsive_client,
+    wait_for_log,
+    worker_pids,
+)
+
+supervisor = workers_support.supervisor
+clients = workers_support.clients
+
+#: Generous: a rolling restart of two workers takes a few seconds here.
+RESTART_TIMEOUT = 60.0
+
+
+def wait_for_done(server: Server, count: int = 1) -> None:
+    done = wait_for_log(
+        server, lambda events: len(events) >= count, RESTART_TIMEOUT,
+        keepalive_event="rolling_restart_done",
+    )  # fmt: skip
+    assert len(done) >= count, server.output()
+
+
+class Connector:
+    """
+    Opens a new connection after another until stopped, each echoing once.
+    A connection refused, reset or closed before its opening handshake
+    completed is a failure; one opened and then told 1001 (it landed on a
+    retiring worker) went away as it should, and is counted apart.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.attempts = 0
+        self.went_away = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Connector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.attempts += 1
+            try:
+                client = connect(self.url, open_timeout=10, close_timeout=10)
+            except (OSError, InvalidHandshake, TimeoutError) as e:
+                self.failures.append(f"{type(e).__name__}: {e}")
+                continue
+            with client:
+                try:
+                    client.send("hello")
+                    if client.recv(timeout=10) != "hello":
+                        self.failures.append("wrong echo")
+                except ConnectionClosed as e:
+                    if e.rcvd is not None and e.rcvd.code == 1001:
+                        self.went_away += 1
+                    else:
+                        self.failures.append(f"closed without 1001: {e}")
+                except TimeoutError as e:
+                    self.failures.append(f"no echo: {e}")
+
+
+def test_sighup_replaces_every_worker_while_new_connections_all_succeed(
+    supervisor: StartSupervisor, clients: OpenClients
+) -> None:
+    server = supervisor("--close-timeout", "3")
+    old = worker_pids(server, 2)
+    opened = clients(server)
+    for client in opened:
+        client.ping().wait(5)
+    with Connector(server.url) as connector:
+        time.sleep(0.5)
+        signal_parent(server)
+        wait_for_done(server)
+        time.sleep(0.5)
+    assert connector.attempts > 10, connector.attempts
+    assert connector.failures == []
+    # The old workers' clients were told, each with 1001.
+    for client in opened:
+        with pytest.raises(ConnectionClosed) as closed:
+            client.recv(timeout=10)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "going away")
+    # Same seats, new processes, the old ones gone.
+    retired = server.log(keepalive_event="worker_retired")
+    assert sorted((e["worker"], e["worker_pid"]) for e in retired) == sorted(old.items())
+    new = {
+        e["worker"]: e["worker_pid"]
+        for e in server.log(keepalive_event="worker_listening")
+        if e["worker_pid"] not in old.values()
+    }
+    assert set(new) == {0, 1}
+    assert not any(alive(pid) for pid in old.values())
+    # And they serve.
+    for client in clients(server):
+        client.send("to the new ones")
+        assert client.recv(timeout=5) == "to the new ones"
+    late_opens = server.log(keepalive_event="open")[-CONNECTIONS:]
+    assert {e["worker_pid"] for e in late_opens} == set(new.values())
+    assert not server.log(keepalive_event="worker_crash")
+
+
+def test_one_seat_at_a_time(supervisor: StartSupervisor) -> None:
+    server = supervisor("--close-timeout", "2", workers=3)
+    worker_pids(server, 3)
+    signal_parent(server)
+    wait_for_done(server)
+    steps = [
+        (e["keepalive_event"], e.get("worker"))
+        for e in server.log()
+        if e.get("keepalive_event") in ("worker_start", "worker_retire", "worker_retired")
+    ][3:]  # after the first three starts
+    assert steps == [
+        ("worker_start", 0), ("worker_retire", 0), ("worker_retired", 0),
+        ("worker_start", 1), ("worker_retire", 1), ("worker_retired", 1),
+        ("worker_start", 2), ("worker_retire", 2), ("worker_retired", 2),
+    ]  # fmt: skip
+    [start] = server.log(keepalive_event="rolling_restart_start")
+    assert start["count"] == 3
+
+
+VERSIONED = """
+from autobahn.twisted.websocket import WebSocketServerProtocol
+
+class Versioned(WebSocketServerProtocol):
+    def onMessage(self, payload, isBinary):
+        self.sendMessage({version!r}.encode())
+"""
+
+
+@pytest.fixture
+def operator_module(tmp_path: Path) -> Iterator[Path]:
+    """A folder holding ``deployed.py``, an operator's protocol module, written per test."""
+    folder = tmp_path / "operator"
+    folder.mkdir()
+    yield folder
+
+
+def deploy(folder: Path, text: str) -> None:
+    # Another size each time, so that Python's cached bytecode never stands in.
+    (folder / "deployed.py").write_text(text + "#" * len(os.listdir(folder)) * 7 + "\n")
+    for cached in (folder / "__pycache__").glob("*") if (folder / "__pycache__").exists() else ():
+        cached.unlink()
+
+
+def answer(server: Server) -> str:
+    with connect(server.url, open_timeout=10) as client:
+        client.send("version?")
+        return str(client.recv(timeout=5))
+
+
+def test_sighup_loads_the_code_installed_since(
+    supervisor: StartSupervisor, operator_module: Path
+) -> None:
+    deploy(operator_module, VERSIONED.format(version="v1"))
+    server = supervisor("--protocol", "deployed.Versioned", import_from=operator_module)
+    assert answer(server) == "v1"
+    deploy(operator_module, VERSIONED.format(version="v2"))
+    signal_parent(server)
+    wait_for_done(server)
+    assert {answer(server) for _ in range(16)} == {"v2"}
+
+
+def test_a_new_worker_that_cannot_start_stops_the_restart_and_the_old_ones_serve_on(
+    supervisor: StartSupervisor, operator_module: Path
+) -> None:
+    deploy(operator_module, VERSIONED.format(version="v1"))
+    server = supervisor("--protocol", "deployed.Versioned", import_from=operator_module)
+    old = worker_pids(server, 2)
+    deploy(operator_module, "raise RuntimeError('a bad deploy')\n")
+    signal_parent(server)
+    [failed] = wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="rolling_restart_failed")
+    assert failed["worker"] == 0
+    assert "exited before it listened" in failed["why"]
+    assert failed["status"] == "exit status 2"
+    assert "a bad deploy" in server.output()  # its usage error, relayed from stderr
+    assert not server.log(keepalive_event="worker_retire")
+    assert not server.log(keepalive_event="rolling_restart_done")
+    assert all(alive(pid) for pid in old.values())
+    assert {answer(server) for _ in range(16)} == {"v1"}
+    # Fixed, the next SIGHUP goes through.
+    deploy(operator_module, VERSIONED.format(version="v3"))
+    signal_parent(server)
+    wait_for_done(server)
+    assert {answer(server) for _ in range(16)} == {"v3"}
+
+
+@contextlib.contextmanager
+def slow_to_close(server: Server, count: int = 8) -> Iterator[list[socket.socket]]:
+    """Clients that never answer the 1001: each retiring worker waits its close timeout."""
+    assert server.port is not None
+    socks = [unresponsive_client(server.port) for _ in range(count)]
+    try:
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_sigterm_during_a_rolling_restart_stops_everything_and_exits_0(
+    supervisor: StartSupervisor,
+) -> None:
+    server = supervisor("--close-timeout", "4")
+    old = worker_pids(server, 2)
+    with slow_to_close(server):
+        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
+        signal_parent(server)
+        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+        assert server.stop(timeout=30) == 0, server.output()
+    every_pid = {e["worker_pid"] for e in server.log(keepalive_event="worker_start")}
+    assert len(every_pid) == 3  # two old ones, and seat 0's new one
+    assert set(old.values()) < every_pid
+    assert not any(alive(pid) for pid in every_pid)
+    assert not server.log(keepalive_event="rolling_restart_done")
+    assert not server.log(keepalive_event="worker_crash")
+    assert not server.log(keepalive_event="workers_kill")
+
+
+def test_an_old_worker_that_dies_during_the_restart_is_replaced_and_the_restart_ends(
+    supervisor: StartSupervisor,
+) -> None:
+    server = supervisor("--close-timeout", "4")
+    old = worker_pids(server, 2)
+    with slow_to_close(server):
+        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
+        signal_parent(server)
+        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+        os.kill(old[1], signal.SIGKILL)
+        [crash] = wait_for_log(server, bool, keepalive_event="worker_crash")
+        assert (crash["worker"], crash["worker_pid"]) == (1, old[1])
+        wait_for_done(server)
+    # Seat 1's replacement, started during the restart, already ran the new
+    # code: it was not replaced a second time.
+    seat_1 = [e["worker_pid"] for e in server.log(keepalive_event="worker_start", worker=1)]
+    assert len(seat_1) == 2
+    assert [e["worker"] for e in server.log(keepalive_event="worker_retire")] == [0]
+    for _ in range(8):
+        with connect(server.url, open_timeout=10) as client:
+            client.send("after")
+            assert client.recv(timeout=5) == "after"
+
+
+def test_a_sighup_during_a_rolling_restart_queues_one_more(supervisor: StartSupervisor) -> None:
+    server = supervisor("--close-timeout", "2")
+    worker_pids(server, 2)
+    signal_parent(server)
+    wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="rolling_restart_start")
+    signal_parent(server)
+    time.sleep(0.3)  # two deliveries: the kernel merges signals still pending
+    signal_parent(server)
+    wait_for_done(server, count=2)
+    time.sleep(1)
+    assert len(server.log(keepalive_event="rolling_restart_start")) == 2  # two coalesced
+    assert len(server.log(keepalive_event="rolling_restart_queued")) == 2
+    assert len(server.log(keepalive_event="worker_retired")) == 4
+
+
+def test_sighup_without_workers_is_logged_and_the_server_serves_on(twistd: StartServer) -> None:
+    server = twistd()
+    server.process.send_signal(signal.SIGHUP)
+    assert wait_for_log(server, bool, keepalive_event="rolling_restart_unavailable")
+    assert "needs --workers" in server.output()
+    assert server.process.poll() is None
+    with connect(server.url, open_timeout=10) as client:
+        client.send("still here")
+        assert client.recv(timeout=5) == "still here"
