@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import os
 import signal
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from . import workers_support
 from .conftest import StartServer, free_port, run_twistd
-from .workers_support import CONNECTIONS, OpenClients, StartSupervisor, wait_for_log, worker_pids
+from .workers_support import (
+    CONNECTIONS,
+    OpenClients,
+    StartSupervisor,
+    scrape,
+    wait_for_log,
+    worker_pids,
+)
 
 supervisor = workers_support.supervisor
 clients = workers_support.clients
@@ -87,17 +92,15 @@ def test_metrics_of_every_worker_from_one_endpoint(
     pids = worker_pids(server, 2)
     clients(server)
     wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as got:
-        assert got.status == 200
-        body = got.read().decode()
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
+    samples = scrape(metrics_port)
     for worker, pid in pids.items():
         assert samples[("twisted_keepalive_worker_pid", (("worker", str(worker)),))] == pid
         assert samples[("twisted_keepalive_worker_up", (("worker", str(worker)),))] == 1
+        assert samples[("twisted_keepalive_worker_hung_total", (("worker", str(worker)),))] == 0
+    # The parent's own process, beside its workers'.
+    parent = ("worker", "parent")
+    assert samples[("process_resident_memory_bytes", (parent,))] > 0
+    assert any(name == "python_info" and parent in labels for name, labels in samples)
     open_now = [samples[("twisted_keepalive_connections_open", (("worker", w),))] for w in "01"]
     assert sum(open_now) == CONNECTIONS
     assert all(open_now)

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from . import workers_support
-from .conftest import run_twistd
+from .conftest import free_port, run_twistd
 from .workers_support import (
     CONNECTIONS,
     OpenClients,
     StartSupervisor,
     alive,
+    per_worker,
+    scrape,
     stopped,
     wait_for_log,
     worker_of,
@@ -33,7 +35,10 @@ TIMEOUT = 2.0
 def test_a_stopped_worker_is_killed_and_replaced_and_the_others_serve_on(
     supervisor: StartSupervisor, clients: OpenClients
 ) -> None:
-    server = supervisor("--worker-timeout", str(TIMEOUT))
+    metrics_port = free_port()
+    server = supervisor(
+        "--worker-timeout", str(TIMEOUT), "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1"
+    )
     pids = worker_pids(server, 2)
     opened = clients(server)
     wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
@@ -65,6 +70,10 @@ def test_a_stopped_worker_is_killed_and_replaced_and_the_others_serve_on(
     serving = {e["worker_pid"] for e in server.log(keepalive_event="open")[CONNECTIONS:]}
     assert serving == {replacement, pids[1]}
     assert len(server.log(keepalive_event="worker_hung")) == 1
+    samples = scrape(metrics_port)
+    assert per_worker(samples, "twisted_keepalive_worker_hung_total") == {"0": 1, "1": 0}
+    assert per_worker(samples, "twisted_keepalive_worker_restarts_total") == {"0": 1, "1": 0}
+    assert per_worker(samples, "twisted_keepalive_worker_pid") == {"0": replacement, "1": pids[1]}
 
 
 def test_healthy_workers_are_never_killed_and_probe_answers_stay_out_of_the_log(
@@ -117,5 +126,3 @@ def test_bad_worker_timeouts_are_usage_errors(tmp_path: Path, value: str, messag
     assert result.returncode != 0
     assert message in result.stdout
     assert "Traceback" not in result.stdout
-
-

@@ -22,12 +22,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
 from . import workers_support
-from .conftest import Server, StartServer
+from .conftest import Server, StartServer, free_port
 from .workers_support import (
     CONNECTIONS,
     OpenClients,
     StartSupervisor,
     alive,
+    per_worker,
+    scrape,
     signal_parent,
     unresponsive_client,
     wait_for_log,
@@ -133,6 +135,24 @@ def test_sighup_replaces_every_worker_while_new_connections_all_succeed(
     late_opens = server.log(keepalive_event="open")[-CONNECTIONS:]
     assert {e["worker_pid"] for e in late_opens} == set(new.values())
     assert not server.log(keepalive_event="worker_crash")
+
+
+def test_the_metrics_follow_the_new_workers(supervisor: StartSupervisor) -> None:
+    metrics_port = free_port()
+    server = supervisor("--metrics", f"tcp:{metrics_port}:interface=127.0.0.1")
+    old = worker_pids(server, 2)
+    signal_parent(server)
+    wait_for_done(server)
+    new = {
+        str(e["worker"]): e["worker_pid"]
+        for e in server.log(keepalive_event="worker_listening")
+        if e["worker_pid"] not in old.values()
+    }
+    samples = scrape(metrics_port)
+    assert per_worker(samples, "twisted_keepalive_worker_pid") == new
+    assert per_worker(samples, "twisted_keepalive_worker_up") == {"0": 1, "1": 1}
+    # A rolling restart is no crash.
+    assert per_worker(samples, "twisted_keepalive_worker_restarts_total") == {"0": 0, "1": 0}
 
 
 def test_one_seat_at_a_time(supervisor: StartSupervisor) -> None:

@@ -14,11 +14,13 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import ClientConnection, connect
 
 from .conftest import TWISTD, Event, Server, free_port, subprocess_env
@@ -213,3 +215,27 @@ def worker_of(server: Server, client_port: int) -> int | None:
         if str(event.get("peer", "")).endswith(f":{client_port}"):
             return int(event["worker_pid"])
     return None
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int) -> Samples:
+    """The samples at ``http://127.0.0.1:PORT/metrics``: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as got:
+        assert got.status == 200
+        body = got.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def per_worker(samples: Samples, name: str) -> dict[str, float]:
+    """The values of ``name`` by ``worker`` label, for series labelled by worker only."""
+    return {
+        dict(labels)["worker"]: value
+        for (sample, labels), value in samples.items()
+        if sample == name and [k for k, _ in labels] == ["worker"]
+    }

@@ -1,8 +1,10 @@
 """
 The parent's ``/metrics`` under ``--workers N --metrics ENDPOINT``: every
 worker's own metrics scraped over loopback on each request, each series
-labelled with its worker, and the workers' pids, liveness and restarts
-beside them.
+labelled with its worker; the parent's own process metrics (prometheus_client's
+default registry) labelled ``worker="parent"``; and the workers' pids,
+liveness, restarts and hangs beside them.  A worker's series pass through
+as it serves them, whatever they are.
 
 prometheus_client is imported only when a scrape is served: the parent
 imports this module whether or not ``--metrics`` was given.
@@ -25,9 +27,12 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-__all__ = ["Seat", "free_loopback_port", "merged_metrics_listener", "scrape"]
+__all__ = ["PARENT_LABEL", "Seat", "free_loopback_port", "merged_metrics_listener", "scrape"]
 
 _log = Logger(namespace="twisted_keepalive")
+
+#: The ``worker`` label of the parent's own series.
+PARENT_LABEL = "parent"
 
 #: Seconds the parent waits for one worker's metrics.
 _SCRAPE_TIMEOUT = 5.0
@@ -77,15 +82,18 @@ def merged_metrics_listener(
 async def scrape(seats: Sequence[Seat], reactor: Any) -> bytes:
     """Every worker's metrics, labelled by worker, in the Prometheus text format."""
     from prometheus_client.exposition import generate_latest
-    from prometheus_client.registry import CollectorRegistry
+    from prometheus_client.registry import REGISTRY, CollectorRegistry
 
     texts = await defer.DeferredList(
         [Deferred.fromCoroutine(_scrape_one(seat, reactor)) for seat in seats],
         consumeErrors=True,
     )
     scraped = {
-        seat.index: text for seat, (ok, text) in zip(seats, texts, strict=True) if ok and text
+        str(seat.index): text
+        for seat, (ok, text) in zip(seats, texts, strict=True)
+        if ok and text
     }
+    scraped[PARENT_LABEL] = generate_latest(REGISTRY)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(list(_merge(scraped, seats))))
     return generate_latest(registry)
@@ -162,12 +170,12 @@ class _Families:
         return iter(self._families)
 
 
-def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]:
+def _merge(scraped: Mapping[str, bytes], seats: Sequence[Seat]) -> Iterable[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.parser import text_string_to_metric_families
 
     families: dict[str, Metric] = {}
-    for index, text in scraped.items():
+    for label, text in scraped.items():
         for family in text_string_to_metric_families(text.decode("utf-8", "replace")):
             merged = families.get(family.name)
             if merged is None:
@@ -175,7 +183,7 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
                     family.name, family.documentation, family.type, family.unit
                 )
             for sample in family.samples:
-                labels = {**sample.labels, "worker": str(index)}
+                labels = {**sample.labels, "worker": label}
                 merged.samples.append(sample._replace(labels=labels))
     yield from families.values()
     pids = GaugeMetricFamily(
@@ -199,7 +207,7 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
     for seat in seats:
         if seat.pid is not None:
             pids.add_metric([str(seat.index)], seat.pid)
-        up.add_metric([str(seat.index)], 1 if seat.index in scraped else 0)
+        up.add_metric([str(seat.index)], 1 if str(seat.index) in scraped else 0)
         restarts.add_metric([str(seat.index)], seat.restarts)
         hung.add_metric([str(seat.index)], seat.hung)
     yield from (pids, up, restarts, hung)

@@ -1,8 +1,8 @@
 """
 The ports that workers share: which ``--listen`` endpoints can be shared
-(:func:`listen_problem`), where each listens (:class:`Address`), and the
-endpoint each worker listens on with ``SO_REUSEPORT``
-(:class:`ReusePortEndpoint`).
+(:func:`listen_problem`), where each listens (:class:`Address`), the
+parent's reservation of each port (:func:`reserve`), and the endpoint each
+worker listens on with ``SO_REUSEPORT`` (:class:`ReusePortEndpoint`).
 
 Each worker binds and listens on its own socket with ``SO_REUSEPORT``, and
 the Linux kernel spreads incoming connections over the sockets by a hash of
@@ -24,13 +24,15 @@ workers (nginx, HAProxy) instead.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from twisted.internet import error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, succeed
 
-__all__ = ["SHARED_ENDPOINT_TYPES", "Address", "ReusePortEndpoint", "listen_problem"]
+__all__ = ["SHARED_ENDPOINT_TYPES", "Address", "ReusePortEndpoint", "listen_problem", "reserve"]
 
 #: Endpoint types workers can share.
 SHARED_ENDPOINT_TYPES = frozenset({"tcp", "tcp6"})
@@ -136,6 +138,32 @@ class Address:
         interface = self.interface.replace(":", "\\:")
         kind = "tcp6" if self.family == socket.AF_INET6 else "tcp"
         return f"{kind}:{self.port}:interface={interface}:backlog={self.backlog}"
+
+
+def reserve(descriptions: Iterable[str]) -> tuple[list[socket.socket], list[Address]]:
+    """
+    Bind (without listening) a ``SO_REUSEPORT`` socket on each address, so
+    that a port in use fails once, before any worker starts, and the port
+    stays ours while workers come and go; the sockets, and the addresses
+    with the port the kernel chose for ``tcp:0``.
+
+    :raise CannotListenError: for the first address that cannot be bound.
+    """
+    reserved: list[socket.socket] = []
+    addresses: list[Address] = []
+    for description in descriptions:
+        address = Address.parse(description)
+        try:
+            sock = address.socket()
+        except OSError as e:
+            for sock in reserved:
+                sock.close()
+            raise error.CannotListenError(  # type: ignore[no-untyped-call]
+                address.interface, address.port, e
+            ) from None
+        reserved.append(sock)
+        addresses.append(replace(address, port=sock.getsockname()[1]))
+    return reserved, addresses
 
 
 class ReusePortEndpoint:

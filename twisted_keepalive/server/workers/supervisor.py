@@ -25,11 +25,10 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,7 +39,7 @@ from .control import WorkerCommand, reactor_name
 from .hangup import OnHangup
 from .liveness import Liveness
 from .metrics import Seat, free_loopback_port, merged_metrics_listener
-from .ports import Address
+from .ports import reserve
 from .process import Phase, WorkerProcess, fired_within
 from .rolling import RollingRestart
 
@@ -120,7 +119,9 @@ class WorkersService(MultiService):
     # -- life cycle
 
     def startService(self) -> None:
-        self._reserve_ports()
+        self._reserved, addresses = reserve(self.settings.listen)
+        self._listen = [address.description() for address in addresses]
+        self._ports = [address.port for address in addresses]
         if self._reactor_name is None:
             _log.warn(
                 "the workers run Twisted's default reactor: this one ({reactor}) is no "
@@ -142,23 +143,6 @@ class WorkersService(MultiService):
         if self._liveness is not None:
             self._liveness.start()
         super().startService()  # type: ignore[no-untyped-call]
-
-    def _reserve_ports(self) -> None:
-        for description in self.settings.listen:
-            address = Address.parse(description)
-            try:
-                sock = address.socket()
-            except OSError as e:
-                for reserved in self._reserved:
-                    reserved.close()
-                raise error.CannotListenError(  # type: ignore[no-untyped-call]
-                    address.interface, address.port, e
-                ) from None
-            # tcp:0 -- every worker must listen on the port the kernel chose.
-            address = replace(address, port=sock.getsockname()[1])
-            self._reserved.append(sock)
-            self._listen.append(address.description())
-            self._ports.append(address.port)
 
     def start_candidate(self, index: int) -> WorkerProcess:
         """Start a worker for seat ``index``; it holds no seat until :meth:`seat`."""
