@@ -31,6 +31,7 @@ from .workers_support import (
     per_worker,
     scrape,
     signal_parent,
+    stopped,
     unresponsive_client,
     wait_for_log,
     worker_pids,
@@ -293,6 +294,53 @@ def test_an_old_worker_that_dies_during_the_restart_is_replaced_and_the_restart_
         with connect(server.url, open_timeout=10) as client:
             client.send("after")
             assert client.recv(timeout=5) == "after"
+
+
+def test_a_retiring_worker_that_hangs_is_killed_after_the_stop_bound_not_before(
+    supervisor: StartSupervisor,
+) -> None:
+    # Liveness leaves retiring workers alone (the probe timeout is 1 s);
+    # the rolling restart's own bound, close timeout + 5 s, ends it.
+    server = supervisor("--close-timeout", "1", "--worker-timeout", "1")
+    old = worker_pids(server, 2)
+    with slow_to_close(server):
+        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
+        signal_parent(server)
+        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+        with stopped(old[0]):
+            [killed] = wait_for_log(
+                server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire_kill"
+            )
+        assert (killed["worker"], killed["worker_pid"], killed["seconds"]) == (0, old[0], 6.0)
+        wait_for_done(server)
+    assert not server.log(keepalive_event="worker_hung")
+    assert not server.log(keepalive_event="worker_crash")
+    assert not alive(old[0])
+
+
+def test_a_sighup_during_a_failing_restart_runs_after_it(
+    supervisor: StartSupervisor, operator_module: Path
+) -> None:
+    # The operator fixes a bad deploy and sends SIGHUP again before the
+    # first restart has found out: that SIGHUP is not lost.
+    deploy(operator_module, VERSIONED.format(version="v1"))
+    server = supervisor("--protocol", "deployed.Versioned", import_from=operator_module)
+    imported = operator_module / "imported"
+    deploy(
+        operator_module,
+        f"import pathlib, time\npathlib.Path({str(imported)!r}).touch()\n"
+        "time.sleep(3)\nraise RuntimeError('a bad deploy')\n",
+    )
+    signal_parent(server)
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while not imported.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    deploy(operator_module, VERSIONED.format(version="v2"))
+    signal_parent(server)
+    wait_for_done(server)
+    assert len(server.log(keepalive_event="rolling_restart_failed")) == 1
+    assert len(server.log(keepalive_event="rolling_restart_queued")) == 1
+    assert {answer(server) for _ in range(16)} == {"v2"}
 
 
 def test_a_sighup_during_a_rolling_restart_queues_one_more(supervisor: StartSupervisor) -> None:

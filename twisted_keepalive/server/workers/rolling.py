@@ -13,9 +13,9 @@ supervisor's stop bound, after which the old worker is killed.
 
 A new worker that exits or does not listen in time stops the rolling
 restart: the old worker keeps its seat and an error says why.  A SIGHUP
-during a rolling restart queues one more pass, run once this one is done
-(several coalesce into one), so that every worker ends up running the code
-that was there at the last SIGHUP.  SIGTERM stops it where it is: the
+during a rolling restart queues one more pass, run once this one is done or
+has stopped (several coalesce into one), so that every worker ends up
+running the code that was there at the last SIGHUP.  SIGTERM stops it where it is: the
 supervisor stops every process, new, old and retiring alike.
 """
 
@@ -88,16 +88,24 @@ class RollingRestart:
                 count=self._seats.count,
                 keepalive_event="rolling_restart_start",
             )
-            for index in range(self._seats.count):
-                if not await self._replace(index, began) or self._seats.stopping:
-                    return
-            _log.info(
-                "rolling restart done: {count} workers replaced",
-                count=self._seats.count,
-                keepalive_event="rolling_restart_done",
-            )
+            completed = await self._pass(began)
+            if self._seats.stopping:
+                return
+            if completed:
+                _log.info(
+                    "rolling restart done: {count} workers replaced",
+                    count=self._seats.count,
+                    keepalive_event="rolling_restart_done",
+                )
+            # A SIGHUP that came during a failed pass may follow a fixed deploy.
             if not self._queued:
                 return
+
+    async def _pass(self, began: float) -> bool:
+        for index in range(self._seats.count):
+            if not await self._replace(index, began) or self._seats.stopping:
+                return False
+        return True
 
     async def _replace(self, index: int, began: float) -> bool:
         """Replace seat ``index``'s worker; whether the rolling restart goes on."""
