@@ -156,6 +156,48 @@ def test_the_metrics_follow_the_new_workers(supervisor: StartSupervisor) -> None
     assert per_worker(samples, "twisted_keepalive_worker_restarts_total") == {"0": 0, "1": 0}
 
 
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
+    supervisor: StartSupervisor,
+) -> None:
+    server = supervisor("--close-timeout", "2")
+    old = worker_pids(server, 2)
+    assert server.port is not None
+    halfway = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
+    try:
+        for sock in halfway:
+            sock.sendall(REQUEST[:40])
+        time.sleep(0.5)  # accepted, every one: their requests under way
+        signal_parent(server)
+        wait_for_log(
+            server, bool, RESTART_TIMEOUT, keepalive_event="worker_retiring", worker_pid=old[0]
+        )
+        for sock in halfway:
+            sock.sendall(REQUEST[40:])
+        for sock in halfway:
+            received = b""
+            while b"\x88" not in received.partition(b"\r\n\r\n")[2][:1]:
+                chunk = sock.recv(4096)
+                assert chunk, f"closed after {received!r}"
+                received += chunk
+            head, _, frames = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101"), head
+            while len(frames) < 4:
+                chunk = sock.recv(4096)
+                assert chunk, f"closed after {received!r}"
+                frames += chunk
+            assert frames[0] == 0x88 and frames[2:4] == (1001).to_bytes(2, "big"), frames
+    finally:
+        for sock in halfway:
+            sock.close()
+    wait_for_done(server)
+
+
 def test_one_seat_at_a_time(supervisor: StartSupervisor) -> None:
     server = supervisor("--close-timeout", "2", workers=3)
     worker_pids(server, 3)
@@ -242,12 +284,19 @@ def test_a_new_worker_that_cannot_start_stops_the_restart_and_the_old_ones_serve
 
 
 @contextlib.contextmanager
-def slow_to_close(server: Server, count: int = 8) -> Iterator[list[socket.socket]]:
-    """Clients that never answer the 1001: each retiring worker waits its close timeout."""
+def retiring_slowly(server: Server, count: int = 8) -> Iterator[None]:
+    """
+    A rolling restart whose first old worker is retiring when the block
+    begins, slowly: ``count`` clients never answer its 1001, so it waits its
+    close timeout.
+    """
     assert server.port is not None
     socks = [unresponsive_client(server.port) for _ in range(count)]
     try:
-        yield socks
+        wait_for_log(server, lambda events: len(events) >= count, keepalive_event="open")
+        signal_parent(server)
+        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+        yield
     finally:
         for sock in socks:
             sock.close()
@@ -258,10 +307,7 @@ def test_sigterm_during_a_rolling_restart_stops_everything_and_exits_0(
 ) -> None:
     server = supervisor("--close-timeout", "4")
     old = worker_pids(server, 2)
-    with slow_to_close(server):
-        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
-        signal_parent(server)
-        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+    with retiring_slowly(server):
         assert server.stop(timeout=30) == 0, server.output()
     every_pid = {e["worker_pid"] for e in server.log(keepalive_event="worker_start")}
     assert len(every_pid) == 3  # two old ones, and seat 0's new one
@@ -277,10 +323,7 @@ def test_an_old_worker_that_dies_during_the_restart_is_replaced_and_the_restart_
 ) -> None:
     server = supervisor("--close-timeout", "4")
     old = worker_pids(server, 2)
-    with slow_to_close(server):
-        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
-        signal_parent(server)
-        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+    with retiring_slowly(server):
         os.kill(old[1], signal.SIGKILL)
         [crash] = wait_for_log(server, bool, keepalive_event="worker_crash")
         assert (crash["worker"], crash["worker_pid"]) == (1, old[1])
@@ -303,10 +346,7 @@ def test_a_retiring_worker_that_hangs_is_killed_after_the_stop_bound_not_before(
     # the rolling restart's own bound, close timeout + 5 s, ends it.
     server = supervisor("--close-timeout", "1", "--worker-timeout", "1")
     old = worker_pids(server, 2)
-    with slow_to_close(server):
-        wait_for_log(server, lambda events: len(events) >= 8, keepalive_event="open")
-        signal_parent(server)
-        wait_for_log(server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire")
+    with retiring_slowly(server):
         with stopped(old[0]):
             [killed] = wait_for_log(
                 server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire_kill"

@@ -23,7 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import ClientConnection, connect
 
-from .conftest import TWISTD, Event, Server, free_port, subprocess_env
+from tests.peers.raw_peer import handshake
+
+from .conftest import TWISTD, Event, Server, free_port, run_twistd, subprocess_env
 from .twistd_side import LOG_PATH_VARIABLE
 
 #: Seconds a supervisor gets for every worker to log ``worker_listening``.
@@ -195,18 +197,16 @@ def unresponsive_client(port: int, host: str = "127.0.0.1") -> socket.socket:
     the whole close timeout.
     """
     sock = socket.create_connection((host, port), timeout=10)
-    sock.sendall(
-        b"GET / HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionError("the server closed before its handshake response")
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response
+    handshake(sock, host, "/")
     return sock
+
+
+def usage_error(tmp_path: Path, *options: str) -> str:
+    """What ``twistd wskeepalive OPTIONS`` printed, having refused them as it should."""
+    result = run_twistd("-n", "--pidfile=", "wskeepalive", *options, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout
+    return result.stdout
 
 
 def worker_of(server: Server, client_port: int) -> int | None:

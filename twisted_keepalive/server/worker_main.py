@@ -12,13 +12,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.reactors import NoSuchReactor, installReactor
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python import usage
@@ -109,15 +113,22 @@ class _Worker:
         if self._stopping is not None:
             return
         _log.info("retiring: draining without grace", keepalive_event="worker_retiring")
+        retired = Deferred.fromCoroutine(self._retire())
+        self._stopping = retired
+        retired.addErrback(lambda failure: _log.failure("retiring failed", failure))
+        retired.addBoth(lambda _: self.stop())
+
+    async def _retire(self) -> None:
+        # Stop listening first and let the handshakes under way finish: a
+        # connection accepted an instant before the retire would otherwise be
+        # closed before its 101 -- a failed attempt for a client that did
+        # nothing wrong -- where now it opens and gets its 1001 like the rest.
+        await _stop_listening(self._service)
+        await _handshakes_finished(self._service.factory, self._reactor)
         drain = getattr(self._service, "drain", None)
         if drain is not None:
-            drained = maybeDeferred(drain, grace=False)
-            drained.addCallback(lambda _: self._service.stopService())
-        else:
-            drained = maybeDeferred(self._service.stopService)
-        self._stopping = drained
-        drained.addErrback(lambda failure: _log.failure("retiring failed", failure))
-        drained.addBoth(lambda _: self.stop())
+            await drain(grace=False)
+        await maybeDeferred(self._service.stopService)
 
     def _shut_down(self) -> Deferred[None] | None:
         # The reactor waits for what this returns before it stops: a retire
@@ -152,6 +163,35 @@ class _Parent(LineOnlyReceiver):
     def connectionLost(self, reason: Failure | None = None) -> None:
         # The parent holds our stdin: it closes when the parent goes away.
         self._worker.stop()
+
+
+#: Seconds a retiring worker waits for the handshakes under way: they take
+#: milliseconds; a client that has sent no request by then is closed.
+_HANDSHAKE_BOUND = 2.0
+
+
+async def _stop_listening(service: Any) -> None:
+    # Until main's drain lets handshakes under way finish on its own: its
+    # listeners stop with stop_listening(); this branch's are child services.
+    listeners = getattr(service, "listeners", None)
+    if listeners is not None:
+        stopping = [listener.stop_listening() for listener in listeners]
+    else:
+        stopping = [
+            maybeDeferred(child.stopService)
+            for child in service
+            if isinstance(child, StreamServerEndpointService)
+        ]
+    await DeferredList(stopping)
+
+
+async def _handshakes_finished(factory: Any, reactor: Any) -> None:
+    deadline = time.monotonic() + _HANDSHAKE_BOUND
+    while time.monotonic() < deadline and any(
+        connection.state == WebSocketServerProtocol.STATE_CONNECTING
+        for connection in factory.connections
+    ):
+        await deferLater(reactor, 0.02, lambda: None)
 
 
 def _devnull() -> int:
