@@ -391,8 +391,14 @@ def test_factory_options_override_class_and_instance_overrides_factory() -> None
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [(-1, ValueError), (0, ValueError), (math.nan, ValueError), (math.inf, ValueError),
-     ("5", TypeError), (True, TypeError)],
+    [
+        (-1, ValueError),
+        (0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+    ],
 )
 def test_bad_settings_fail_early_naming_the_setting(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"Bad\.ping_interval must be a positive number"):

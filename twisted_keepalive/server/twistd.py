@@ -7,9 +7,11 @@ parent of N.
 from __future__ import annotations
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import succeed
 
 from .options import Options
 from .service import build_service
+from .signals import StopSignals
 from .workers.supervisor import WorkersService
 
 __all__ = ["Options", "makeService"]
@@ -22,5 +24,16 @@ def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
     if options.settings.workers > 1:
-        return WorkersService(options.settings, options.worker_arguments(), reactor)
-    return build_service(options.settings, reactor)
+        parent = WorkersService(options.settings, options.worker_arguments(), reactor)
+
+        def hurry_workers() -> None:
+            # A second SIGTERM to a draining worker hurries its drain.
+            for worker in list(parent.workers.values()):
+                worker.signal("TERM")
+
+        # The workers drain themselves when the parent stops them.
+        StopSignals(reactor, lambda: succeed(None), hurry_workers).setServiceParent(parent)  # type: ignore[no-untyped-call]
+        return parent
+    server = build_service(options.settings, reactor)
+    StopSignals(reactor, server.drain, server.hurry).setServiceParent(server)  # type: ignore[no-untyped-call]
+    return server

@@ -22,7 +22,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..settings import Settings
-from ..shutdown import exit_zero_after_drain
 from .metrics import Seat, free_loopback_port, merged_metrics_listener
 from .ports import Address
 from .process import WorkerProcess, exit_status
@@ -205,4 +204,3 @@ class WorkersService(MultiService):
         for sock in self._reserved:
             sock.close()
         self._reserved = []
-        exit_zero_after_drain(self._reactor)
