@@ -85,3 +85,12 @@ def test_herd_smoke_runs_every_first_ping_spread(tmp_path: Path) -> None:
 def test_memory_per_connection_smoke_counts_both_variants(tmp_path: Path) -> None:
     data = run_bench("memory_per_connection.py", "--connections", "50", out=tmp_path / "m.json")
     assert data["ours_bytes_per_connection"] > data["plain_bytes_per_connection"] > 0  # type: ignore[operator]
+
+
+def test_handshake_cost_smoke_measures_both_paths(tmp_path: Path) -> None:
+    data = run_bench(
+        "handshake_cost.py", "--handshakes", "30", "--rounds", "1", out=tmp_path / "h.json"
+    )
+    figures = data["figures"]
+    assert set(figures) == {"Autobahn parses the handshake", "twisted.web site, then Autobahn"}  # type: ignore[arg-type]
+    assert all(f["cpu_seconds"] > 0 and f["bytes"] > 0 for f in figures.values())  # type: ignore[union-attr]
