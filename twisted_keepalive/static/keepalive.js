@@ -34,6 +34,10 @@ const PONG_PREFIX = '\x00wsk1 pong ';
 export const TIMEOUT_CODE = 4000;
 export const PING_TIMEOUT_REASON = 'keepalive ping timeout';
 export const CONNECT_TIMEOUT_REASON = 'keepalive connect timeout';
+/** Close reason of a socket dropped by reconnect(). */
+export const RECONNECT_REASON = 'reconnect';
+/** Close code of an attempt that never had a socket (the URL provider failed). */
+export const NO_SOCKET_CODE = 1006;
 
 // Why these defaults:
 // - pingInterval 20 s is well under the 30-120 s after which proxies and load
@@ -47,6 +51,8 @@ export const CONNECT_TIMEOUT_REASON = 'keepalive connect timeout';
 //   once, then over 2, 4, 8, 16 and 30 s while it stays down; the cap bounds
 //   how long a user waits once it is back.  Jitter keeps spreading them at the
 //   cap (a fixed cap with "± some percent" puts every client on one beat).
+// - maxRetries Infinity: a page that stops trying leaves its user stranded
+//   once the server is back; the backoff already keeps retries cheap.
 export const DEFAULTS = Object.freeze({
   pingInterval: 20000,
   pingTimeout: 20000,
@@ -54,7 +60,14 @@ export const DEFAULTS = Object.freeze({
   reconnect: true,
   reconnectDelay: 1000,
   reconnectDelayMax: 30000,
+  maxRetries: Infinity,
 });
+
+// Listens for `error` on every socket the module gives up on, for good: Node's
+// `ws` emits `error` on an EventEmitter after close() of a socket still
+// connecting, and an EventEmitter's `error` with no listener ends the process.
+// It holds no reference to any KeepaliveSocket.
+const ignore = () => {};
 
 // setTimeout fires at once for delays above 2^31 - 1 ms; waking early is
 // harmless, since every decision is re-taken from the clock.
@@ -173,6 +186,16 @@ export class KeepaliveCloseEvent extends Event {
   }
 }
 
+/** `error`: the current socket reported an error (a `close` follows). */
+export class KeepaliveErrorEvent extends Event {
+  constructor(error, message) {
+    super('error');
+    /** What the WebSocket implementation gave: an Error in Node, often nothing in browsers. */
+    this.error = error;
+    this.message = message;
+  }
+}
+
 /** `latency`: a heartbeat reply arrived. */
 export class KeepaliveLatencyEvent extends Event {
   constructor(latency) {
@@ -206,10 +229,15 @@ function validated(options) {
     reconnectDelay: milliseconds('reconnectDelay', merged.reconnectDelay, false),
     reconnectDelayMax: milliseconds('reconnectDelayMax', merged.reconnectDelayMax, false),
     reconnect: merged.reconnect,
+    maxRetries: merged.maxRetries,
     protocols: merged.protocols,
     WebSocket: merged.WebSocket,
   };
   if (typeof settings.reconnect !== 'boolean') throw new TypeError(`reconnect must be true or false, not ${String(settings.reconnect)}`);
+  const { maxRetries } = settings;
+  if (typeof maxRetries !== 'number' || !(Number.isInteger(maxRetries) || maxRetries === Infinity) || maxRetries < 0) {
+    throw new RangeError(`maxRetries must be a whole number of attempts (0 or more) or Infinity, not ${String(maxRetries)}`);
+  }
   if (settings.reconnectDelayMax < settings.reconnectDelay) {
     throw new RangeError(`reconnectDelayMax (${settings.reconnectDelayMax}) must not be less than reconnectDelay (${settings.reconnectDelay})`);
   }
@@ -239,7 +267,9 @@ export class KeepaliveSocket extends EventTarget {
   static CLOSING = CLOSING;
   static CLOSED = CLOSED;
 
-  #url;
+  #urlSource; // a string, or a function called for every attempt
+  #url = '';
+  #attempt = 0; // numbers attempts, so that a late URL from the provider is dropped
   #settings;
   #binaryType = 'blob';
   #state = CONNECTING;
@@ -247,7 +277,7 @@ export class KeepaliveSocket extends EventTarget {
   #latency = null; // kept across reconnections: the last round trip measured
   #failures = 0; // attempts since the last connection the server answered on
   #ws = null;
-  #detach = null; // AbortController for the listeners on #ws
+  #listeners = null; // on #ws, by event type: removed one by one when it is let go
   #heartbeat = null;
   #timer = null; // the one timer: connect timeout, heartbeat, or reconnect wait
   #timerAt = null;
@@ -257,7 +287,9 @@ export class KeepaliveSocket extends EventTarget {
   };
 
   /**
-   * @param {string | URL} url the ws:// or wss:// URL.
+   * @param {string | URL | (() => string | URL | Promise<string | URL>)} url the ws://
+   *     or wss:// URL, or a function that gives it (or a promise of it), called
+   *     before every attempt: a fresh token, another server.
    * @param {object} [options]
    * @param {number | null} [options.pingInterval=20000] ms between heartbeats, ping to
    *     ping; null sends none (no latency, no timeout).
@@ -269,17 +301,21 @@ export class KeepaliveSocket extends EventTarget {
    *     with close().
    * @param {number} [options.reconnectDelay=1000] ms, the backoff's base.
    * @param {number} [options.reconnectDelayMax=30000] ms, the backoff's cap.
+   * @param {number} [options.maxRetries=Infinity] attempts after a connection is lost
+   *     (or the first fails) before giving up for good, counted since the last
+   *     connection the server answered on.
    * @param {string | string[]} [options.protocols] WebSocket subprotocols.
    * @param {Function} [options.WebSocket=globalThis.WebSocket] the WebSocket constructor.
    */
   constructor(url, options = {}) {
     super();
-    this.#url = String(url);
+    this.#urlSource = typeof url === 'function' ? url : String(url);
     this.#settings = validated(options);
     this.#connect();
     globalThis.document?.addEventListener?.('visibilitychange', this.#onVisible);
   }
 
+  /** The URL of the current (or last) attempt; '' until a URL provider has given one. */
   get url() {
     return this.#url;
   }
@@ -315,10 +351,20 @@ export class KeepaliveSocket extends EventTarget {
     if (this.#ws !== null) this.#ws.binaryType = value;
   }
 
-  /** Send an application message; throws unless open. */
+  /**
+   * Send an application message; throws InvalidStateError unless OPEN.
+   * Nothing is queued while connecting or reconnecting, on purpose: a message
+   * queued across a reconnection would reach a new connection (another
+   * session, maybe another server) that has not yet been set up in `open`, and
+   * the page could not tell which messages the old connection delivered.
+   */
   send(data) {
     if (this.#state !== OPEN) {
-      throw new DOMException(`KeepaliveSocket is not open (readyState ${this.#state})`, 'InvalidStateError');
+      const why = this.#stopped ? 'closed' : 'connecting or reconnecting; send from an open listener';
+      throw new DOMException(
+        `KeepaliveSocket is not open (readyState ${this.#state}: ${why}); messages are not queued`,
+        'InvalidStateError',
+      );
     }
     if (this.#settings.pingInterval !== null && typeof data === 'string' && data.startsWith(RESERVED_PREFIX)) {
       throw new TypeError('text messages starting with "\\x00wsk" are reserved for the keepalive heartbeat');
@@ -341,25 +387,100 @@ export class KeepaliveSocket extends EventTarget {
     this.#state = this.#ws !== null ? CLOSING : CLOSED;
   }
 
+  /**
+   * Connect again now, with the backoff started over: the current socket, if
+   * any, is dropped (closed with 1000 "reconnect", and `close` fires for it
+   * with `reconnectDelay` 0). Also after close(), or once retries ran out.
+   */
+  reconnect() {
+    const ws = this.#ws;
+    const dropped = ws !== null && !this.#stopped;
+    this.#release();
+    if (ws !== null) {
+      try {
+        ws.close(1000, RECONNECT_REASON);
+      } catch {
+        // Already closing: forgotten all the same.
+      }
+    }
+    if (this.#stopped) {
+      this.#stopped = false;
+      globalThis.document?.addEventListener?.('visibilitychange', this.#onVisible);
+    }
+    this.#failures = 0;
+    this.#connect();
+    if (dropped) this.dispatchEvent(new KeepaliveCloseEvent(1000, RECONNECT_REASON, false, 0));
+  }
+
   // -- the connection ---------------------------------------------------------
 
   #connect() {
-    const { WebSocket, protocols, connectTimeout } = this.#settings;
-    const ws = protocols === undefined ? new WebSocket(this.#url) : new WebSocket(this.#url, protocols);
-    ws.binaryType = this.#binaryType;
-    const detach = new AbortController();
-    const { signal } = detach;
-    ws.addEventListener('open', () => this.#opened(), { signal });
-    ws.addEventListener('message', (event) => this.#received(event), { signal });
-    ws.addEventListener('close', (event) => this.#ended(event.code, event.reason, event.wasClean), { signal });
-    this.#ws = ws;
-    this.#detach = detach;
+    const { connectTimeout } = this.#settings;
+    this.#attempt += 1;
     this.#state = CONNECTING;
+    // The connect timeout covers a URL provider's wait too.
     if (connectTimeout !== null) {
       this.#arm(performance.now() + connectTimeout, () => this.#abandon(CONNECT_TIMEOUT_REASON));
     } else {
       this.#disarm();
     }
+    const source = this.#urlSource;
+    if (typeof source !== 'function') {
+      this.#open(source);
+      return;
+    }
+    // Called a microtask later, even when it answers at once: what the
+    // attempt reports (error, close) then reaches listeners added right after
+    // the constructor.
+    const attempt = this.#attempt;
+    const stale = () => attempt !== this.#attempt || this.#stopped;
+    Promise.resolve()
+      .then(() => (stale() ? null : source()))
+      .then(
+        (url) => {
+          if (stale()) return;
+          try {
+            this.#open(String(url));
+          } catch (error) {
+            this.#unreachable(error); // new WebSocket() refused the URL
+          }
+        },
+        (error) => {
+          if (!stale()) this.#unreachable(error);
+        },
+      );
+  }
+
+  /** The attempt ends before it had a socket: report why, then back off as for any failure. */
+  #unreachable(error) {
+    const attempt = this.#attempt;
+    this.dispatchEvent(new KeepaliveErrorEvent(error, String(error?.message ?? error)));
+    if (this.#stopped || attempt !== this.#attempt) return; // a listener closed or reconnected
+    this.#ended(NO_SOCKET_CODE, `no URL: ${String(error?.message ?? error)}`, false);
+  }
+
+  #open(url) {
+    const { WebSocket, protocols } = this.#settings;
+    this.#url = url;
+    const ws = protocols === undefined ? new WebSocket(url) : new WebSocket(url, protocols);
+    ws.binaryType = this.#binaryType;
+    // Removed explicitly in #release(), not through an AbortSignal: `ws` and
+    // older browsers ignore addEventListener's {signal}, and a forgotten
+    // socket's late `close` would then end the current connection. Each
+    // listener also checks that its socket is still the current one.
+    const current = (listener) => (event) => {
+      if (this.#ws === ws) listener(event);
+    };
+    const listeners = {
+      open: current(() => this.#opened()),
+      message: current((event) => this.#received(event)),
+      close: current((event) => this.#ended(event.code, event.reason, event.wasClean)),
+      error: current((event) => this.#failed(event)),
+    };
+    for (const [type, listener] of Object.entries(listeners)) ws.addEventListener(type, listener);
+    ws.addEventListener('error', ignore);
+    this.#ws = ws;
+    this.#listeners = listeners;
   }
 
   #opened() {
@@ -412,17 +533,27 @@ export class KeepaliveSocket extends EventTarget {
     const ws = this.#ws;
     this.#release();
     try {
-      ws.close(TIMEOUT_CODE, reason);
+      ws?.close(TIMEOUT_CODE, reason); // none yet if a URL provider is still answering
     } catch {
       // Already closing: it is detached and forgotten all the same.
     }
     this.#ended(TIMEOUT_CODE, reason, false);
   }
 
+  /** The current socket reported an error; its `close` comes next. */
+  #failed(event) {
+    if (this.#stopped) return; // the error of our own close(): nothing to report
+    this.dispatchEvent(new KeepaliveErrorEvent(event?.error ?? null, String(event?.message ?? '')));
+  }
+
   #release() {
-    this.#detach?.abort();
-    this.#detach = null;
+    const ws = this.#ws;
+    if (ws !== null) {
+      for (const [type, listener] of Object.entries(this.#listeners)) ws.removeEventListener(type, listener);
+    }
+    this.#listeners = null;
     this.#ws = null;
+    this.#attempt += 1; // a URL provider still answering answers nobody
     this.#heartbeat = null;
     this.#disarm();
   }
@@ -430,7 +561,8 @@ export class KeepaliveSocket extends EventTarget {
   #ended(code, reason, wasClean) {
     this.#release();
     let delay = null;
-    if (this.#settings.reconnect && !this.#stopped) {
+    const { reconnect, maxRetries } = this.#settings;
+    if (reconnect && !this.#stopped && this.#failures < maxRetries) {
       const { reconnectDelay, reconnectDelayMax } = this.#settings;
       delay = backoffDelay(this.#failures, reconnectDelay, reconnectDelayMax);
       this.#failures += 1;
