@@ -1,5 +1,5 @@
 """
-Prometheus metrics for keepalive, from :class:`~twisted_keepalive.KeepaliveStats`.
+Prometheus metrics for keepalive, from :class:`twisted_keepalive.KeepaliveStats`.
 
 Needs the ``metrics`` extra (``pip install 'twisted-keepalive[metrics]'``).
 The connections only bump plain integers; this collector turns them into
@@ -61,6 +61,7 @@ from .core.stats import LATENCY_BUCKETS, LATENESS_BUCKETS, KeepaliveStats, React
 
 __all__ = ["KeepaliveCollector", "MetricsService", "metrics_resource"]
 
+#: What every metric name starts with: ``twisted_keepalive_pings_sent_total``.
 PREFIX = "twisted_keepalive"
 
 
@@ -78,6 +79,12 @@ class KeepaliveCollector:
         self._lag = lag
 
     def collect(self) -> Iterator[Metric]:
+        """
+        The metrics now, summed over every stats object: counters, gauges
+        and the latency (seconds) and ping-lateness histograms; with a lag
+        probe, the reactor lag of the latest probe and the worst since the
+        last scrape (reading the worst starts a new window).
+        """
         stats = self._stats
         yield _counter("connections_opened", "WebSocket handshakes completed.", stats, "opened")
         yield GaugeMetricFamily(
@@ -124,6 +131,7 @@ class KeepaliveCollector:
             )
 
     def describe(self) -> Iterable[Metric]:
+        """The metrics' names and types, for ``CollectorRegistry.register``."""
         # Registering must not consume the lag window: describe without it.
         return list(KeepaliveCollector(self._stats).collect())
 
@@ -177,6 +185,8 @@ class MetricsService(MultiService):
     :param registry: where the collector is registered; a fresh registry by
         default, so that two services in one process never clash.
     :ivar lag: the :class:`ReactorLag` probe, running while the service runs.
+    :ivar registry: the registry the collector is in (``registry``, or the
+        fresh one).
     """
 
     def __init__(
@@ -199,9 +209,11 @@ class MetricsService(MultiService):
         listener.setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
+        """Start the lag probe, then listen."""
         self.lag.start()
         super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Any:
+        """Stop the lag probe and the listener: a Deferred that fires once it is closed."""
         self.lag.stop()
         return super().stopService()  # type: ignore[no-untyped-call]
