@@ -1,5 +1,5 @@
 """
-Prometheus metrics for keepalive, from :class:`~twisted_keepalive.KeepaliveStats`.
+Prometheus metrics for keepalive, from :class:`twisted_keepalive.KeepaliveStats`.
 
 Needs the ``metrics`` extra (``pip install 'twisted-keepalive[metrics]'``).
 The connections only bump plain integers; this collector turns them into
@@ -66,6 +66,7 @@ from .serving import ListeningService, QuietSite
 
 __all__ = ["KeepaliveCollector", "MetricsService", "Registries", "metrics_resource"]
 
+#: What every metric name starts with: ``twisted_keepalive_pings_sent_total``.
 PREFIX = "twisted_keepalive"
 
 
@@ -83,6 +84,12 @@ class KeepaliveCollector:
         self._lag = lag
 
     def collect(self) -> Iterator[Metric]:
+        """
+        The metrics now, summed over every stats object: counters, gauges
+        and the latency (seconds) and ping-lateness histograms; with a lag
+        probe, the reactor lag of the latest probe and the worst since the
+        last scrape (reading the worst starts a new window).
+        """
         stats = self._stats
         yield _counter("connections_opened", "WebSocket handshakes completed.", stats, "opened")
         yield GaugeMetricFamily(
@@ -134,6 +141,7 @@ class KeepaliveCollector:
             )
 
     def describe(self) -> Iterable[Metric]:
+        """The metrics' names and types, for ``CollectorRegistry.register``."""
         return list(self.collect())
 
 
@@ -169,9 +177,11 @@ class Registries:
     """
 
     def __init__(self, *registries: Any) -> None:
+        #: The registries, collected in this order.
         self.registries = registries
 
     def collect(self) -> Iterator[Metric]:
+        """Every registry's metrics, one registry after the other."""
         for registry in self.registries:
             yield from registry.collect()
 
@@ -206,6 +216,8 @@ class MetricsService(MultiService):
     :param children: more resources to serve beside ``/metrics``, by path
         segment (``twistd wskeepalive`` adds ``/healthz`` and ``/readyz``).
     :ivar lag: the :class:`ReactorLag` probe, running while the service runs.
+    :ivar registry: the registry the collector is in (``registry``, or the
+        fresh one).
     """
 
     def __init__(
@@ -233,9 +245,11 @@ class MetricsService(MultiService):
         ListeningService(endpoint, QuietSite(root)).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
+        """Start the lag probe, then listen."""
         self.lag.start()
         super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Any:
+        """Stop the lag probe and the listener: a Deferred that fires once it is closed."""
         self.lag.stop()
         return super().stopService()  # type: ignore[no-untyped-call]

@@ -38,17 +38,20 @@ class ListeningService(Service):
     """
 
     def __init__(self, endpoint: Any, factory: Any) -> None:
-        # endpoint: an IStreamServerEndpoint (zope interfaces do not type-check).
+        #: The ``IStreamServerEndpoint`` to listen on.
         self.endpoint = endpoint
+        #: The factory each accepted connection is built by.
         self.factory = factory
         self.port: Any = None
         self._listening: Deferred[Any] | None = None
 
     def privilegedStartService(self) -> None:
+        """Listen now, before twistd drops privileges; raise if that fails at once."""
         super().privilegedStartService()  # type: ignore[no-untyped-call]
         self._listen()
 
     def startService(self) -> None:
+        """Listen, unless :meth:`privilegedStartService` already did."""
         super().startService()  # type: ignore[no-untyped-call]
         if self._listening is None:
             self._listen()
@@ -102,10 +105,13 @@ class QuietSite(Site):
     must not fill an operator's log.
     """
 
+    #: No "Starting factory" line for every port.
     noisy = False
+    #: Never show a traceback to a client.
     displayTracebacks = False
 
     def log(self, request: Any) -> None:
+        """Log one request at debug level (twisted.web calls this once it is answered)."""
         _log.debug(
             "{method} {path} {code} from {peer}",
             method=request.method.decode("latin-1"),

@@ -92,15 +92,15 @@ def set_keepalive_options(factory: object, **options: float | bool | None) -> No
     one protocol instance overrides both.
 
     :param factory: an Autobahn WebSocket server or client factory.
-    :param ping_interval: seconds between keepalive pings; ``None`` disables
+    :keyword ping_interval: seconds between keepalive pings; ``None`` disables
         keepalive and heartbeat.  Default 20.0.
-    :param ping_timeout: seconds to wait for a Pong; ``None`` disables the
+    :keyword ping_timeout: seconds to wait for a Pong; ``None`` disables the
         heartbeat only.  Default 20.0.
-    :param close_timeout: seconds between the 1011 Close frame of a keepalive
+    :keyword close_timeout: seconds between the 1011 Close frame of a keepalive
         timeout and the abort of the TCP connection.  Default 10.0.
-    :param first_ping_spread: fraction (0 to 1) of the first interval over
+    :keyword first_ping_spread: fraction (0 to 1) of the first interval over
         which first Pings are spread at random.  Default 1.0.
-    :param browser_heartbeat: answer the heartbeat messages of
+    :keyword browser_heartbeat: answer the heartbeat messages of
         ``keepalive.js`` (and keep them from ``onMessage``).  Default False.
     :raises TypeError: an unknown setting or a value that is not a number.
     :raises ValueError: a value that is not a positive, finite number of

@@ -1,6 +1,6 @@
 """
 One connection's keepalive on Autobahn: the :class:`Link` feeds the core
-:class:`~twisted_keepalive.core.heartbeat.Heartbeat` the connection's events
+:class:`twisted_keepalive.core.heartbeat.Heartbeat` the connection's events
 and carries out what it returns -- the next deadline on the factory's timer
 wheel, the keepalive Ping as a ready-made frame, the 1011 Close and the abort.
 Waiters are fired only after the core has returned, so no callback of the
@@ -220,7 +220,7 @@ class Link:
         self.protocol.onLatency(latency)
 
     def admit_ping(self, payload: bytes) -> bool:
-        """Whether the peer's Ping is answered now (see :mod:`.pongs`)."""
+        """Whether the peer's Ping is answered now (see :mod:`pongs`)."""
         pacer = self.pongs
         if pacer is None:
             if not needs_pacing(self.protocol.transport):
@@ -321,7 +321,7 @@ class Link:
         self.fail_waiters(self.closed)
 
     def not_open(self) -> ConnectionClosed:
-        """Why :meth:`ping` cannot send now."""
+        """Why ``ping()`` cannot send now."""
         closed = self.closed
         if closed is not None:
             return ConnectionClosed(closed.code, closed.reason)

@@ -1,9 +1,9 @@
 """
 :class:`KeepaliveMixin`: Autobahn's events in, through the
-:class:`~twisted_keepalive.autobahn.link.Link` of each connection.
+:class:`twisted_keepalive.autobahn.link.Link` of each connection.
 
 The mixin wraps Autobahn's internal dispatchers (see
-:mod:`~twisted_keepalive.autobahn.hooks` for why) and does nothing else with
+:mod:`twisted_keepalive.autobahn.hooks` for why) and does nothing else with
 them but hand the event on; its public face is the settings, ``latency``,
 ``ping()`` and two hooks for the application.
 """

@@ -39,7 +39,7 @@ class KeepaliveStats:
     :ivar closed: of those, connections that have gone away.
     :ivar pings_sent: keepalive and application Pings sent.
     :ivar pongs_received: Pongs that matched a Ping (each measured a latency).
-    :ivar timeouts: heartbeat timeouts by :class:`~twisted_keepalive.Cause`.
+    :ivar timeouts: heartbeat timeouts by :class:`twisted_keepalive.Cause`.
     :ivar latency_counts: how many round trips fell in each bucket of
         :data:`LATENCY_BUCKETS` (not cumulative; one extra slot for "more").
     :ivar latency_sum: seconds, the sum of all measured round trips.
@@ -122,7 +122,7 @@ class ReactorLag:
 
     :param clock: the reactor (an ``IReactorTime``).
     :param interval: seconds between probes; default 0.5.
-    :param now: the monotonic clock; default :func:`time.monotonic`.
+    :param now: the monotonic clock; default ``time.monotonic``.
     :param window: seconds that :meth:`recent_worst` looks back; default 60.
     :ivar last: seconds, the lag of the latest probe.
     :ivar worst: seconds, the largest lag since :meth:`take_worst` last ran.
