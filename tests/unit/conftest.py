@@ -15,3 +15,9 @@ def logged() -> Iterator[list[LogEvent]]:
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture(params=["autobahn", "twisted"])
+def framing(request: pytest.FixtureRequest) -> str:
+    """Each framing in turn: the behavioural tests run on both."""
+    return str(request.param)

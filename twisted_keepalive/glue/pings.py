@@ -41,12 +41,16 @@ def ping_payload(data: object) -> bytes | None:
     return payload
 
 
-def send_application_ping(link: KeepaliveLink, payload: bytes | None) -> Deferred[float]:
+def send_application_ping(
+    link: KeepaliveLink, payload: bytes | None, *, sent: bool = False
+) -> Deferred[float]:
     """
     Send an application Ping on an open connection and wait for its Pong.
 
     :param payload: from :func:`ping_payload`; ``None`` picks a fresh random
         one that no Ping in flight uses.
+    :param sent: the caller has just written it (in this reactor turn, so no
+        Pong can have come back yet).
     :raises PingInFlight: a Ping with ``payload`` is already waiting.
     """
     heartbeat = link.heartbeat
@@ -54,7 +58,8 @@ def send_application_ping(link: KeepaliveLink, payload: bytes | None) -> Deferre
         payload = heartbeat.new_payload()
     waiter: Deferred[float] = Deferred(functools.partial(_forget_ping, heartbeat.forget, payload))
     heartbeat.ping_sent(payload, link.now(), waiter)
-    link.send_ping(payload)
+    if not sent:
+        link.send_ping(payload)
     stats = link.stats
     if stats is not None:
         stats.pings_sent += 1
