@@ -53,6 +53,8 @@ class Events:
     lost: list[Any] = field(default_factory=list)
     #: Called in the application's open hook with the keepalive handle.
     on_open: Callable[[Any], object] | None = None
+    #: Called in ``negotiationStarted`` (Twisted's framing) with the transport.
+    on_start: Callable[[Any], object] | None = None
 
 
 @dataclass
@@ -180,6 +182,8 @@ class _App:
 
     def negotiationStarted(self, transport: Any) -> None:
         self.transport = transport
+        if self.events.on_start is not None:
+            self.events.on_start(transport)
 
     def negotiationFinished(self) -> None:
         self.events.opened += 1

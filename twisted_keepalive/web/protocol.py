@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..core import browser
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
 
 #: ``browser.RESERVED_PREFIX`` as text: Twisted hands over text as ``str``.
 _RESERVED = browser.RESERVED_PREFIX.decode()
+
+_log = Logger(namespace="twisted_keepalive")
+_blind_warned = False
+
+
+def _warn_blind() -> None:
+    global _blind_warned
+    _blind_warned = True
+    _log.warn(
+        "keepalive cannot see the peer's bytes arrive on this Twisted release: a peer "
+        "in the middle of a large frame will be taken for a silent one",
+        keepalive_event="blind",
+    )
 
 
 class KeepaliveProtocol:
@@ -66,6 +80,8 @@ class KeepaliveProtocol:
         holder = hooks.inbound_holder(transport, request)
         if holder is not None:
             hooks.observe_inbound(holder, link.received)
+        elif not _blind_warned:
+            _warn_blind()
         wrapped = self.transport = KeepaliveTransport(transport, link)
         self.application.negotiationStarted(wrapped)
 
