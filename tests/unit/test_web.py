@@ -285,3 +285,15 @@ def test_importing_the_web_adapter_without_twisted_websocket_says_what_to_instal
     assert "Twisted 25.5 or later" in message
     assert "twisted-keepalive[web]" in message
     assert "KeepaliveMixin" in message
+
+
+def test_a_peers_close_is_aborted_when_our_buffer_never_drains() -> None:
+    # Twisted answers the peer's Close and closes TCP only once everything
+    # it buffered has left; for a peer that stopped reading, that is never.
+    peer = open_peer("twisted", close_timeout=3.0)
+    peer.receive(CLOSE, (1000).to_bytes(2, "big"))
+    assert peer.frames() == [(CLOSE, (1000).to_bytes(2, "big"))]
+    peer.clock.advance(2.99)
+    assert not peer.transport.aborted
+    peer.clock.advance(0.01)
+    assert peer.transport.aborted

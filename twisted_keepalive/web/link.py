@@ -17,7 +17,9 @@ to each framing.
   nobody reads.
 - The 1011 Close goes out through Twisted's ``loseConnection(code, reason)``,
   which closes the TCP connection once the Close has left; the abort
-  ``close_timeout`` later frees a peer that never drains.
+  ``close_timeout`` later frees a peer that never drains.  Any other close --
+  the application's, or the peer's Close that Twisted answers -- gets the
+  same bound.
 """
 
 from __future__ import annotations
@@ -176,10 +178,16 @@ class WebLink(KeepaliveLink):
         """The peer's bytes, just before Twisted reads them."""
         now = self.rx_at = self.now()
         frames = self.frames
+        closing = frames.close_seen
         frames.feed(data)
         if frames.begun != self.frame_seq:
             self.frame_seq = frames.begun
             self.frame_at = now
+        if frames.close_seen and not closing:
+            # Twisted answers the peer's Close and closes the TCP connection
+            # once our buffer has drained -- which a peer that stopped
+            # reading never lets happen: the abort bounds that wait too.
+            self.arm_abort()
 
     def evidence(self) -> Evidence:
         queued = probes.unsent(self.tcp)
