@@ -104,6 +104,18 @@ class Counters:
         self.fired = 0
         self.failed = 0
 
+    def track(self, pinged: Any) -> None:
+        """Count one ``ping()`` Deferred and how it settles."""
+        self.issued += 1
+
+        def fired(_: float) -> None:
+            self.fired += 1
+
+        def failed(_: object) -> None:
+            self.failed += 1
+
+        pinged.addCallbacks(fired, failed)
+
     def as_dict(self) -> dict[str, int]:
         pending = self.issued - self.fired - self.failed
         return {"issued": self.issued, "fired": self.fired, "failed": self.failed,
@@ -150,16 +162,7 @@ class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
         self.streamed += self.options.chunk
 
     def _app_ping(self) -> None:
-        counters = self.app_pings
-        counters.issued += 1
-
-        def fired(_: float) -> None:
-            counters.fired += 1
-
-        def failed(_: object) -> None:
-            counters.failed += 1
-
-        self.ping().addCallbacks(fired, failed)
+        self.app_pings.track(self.ping())
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.sendMessage(payload, isBinary)
@@ -241,16 +244,7 @@ class WebServerProtocol:
         self.streamed += self.options.chunk
 
     def _app_ping(self) -> None:
-        counters = self.app_pings
-        counters.issued += 1
-
-        def fired(_: float) -> None:
-            counters.fired += 1
-
-        def failed(_: object) -> None:
-            counters.failed += 1
-
-        self.transport.ping().addCallbacks(fired, failed)
+        self.app_pings.track(self.transport.ping())
 
     def textMessageReceived(self, message: str) -> None:
         self.transport.sendTextMessage(message)

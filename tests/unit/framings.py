@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,15 @@ from twisted.web.websocket import WebSocketClientEndpoint, WebSocketResource
 from twisted_keepalive import KeepaliveMixin, Timeout, collect_stats
 from twisted_keepalive.web import with_keepalive
 
-from .wire import _GUID, _AbortingTransport, frame, open_client, open_server, parse_frames
+from .wire import (
+    _GUID,
+    _AbortingTransport,
+    frame,
+    open_client,
+    open_server,
+    parse_frames,
+    upgrade,
+)
 
 FRAMINGS = ("autobahn", "twisted")
 
@@ -248,16 +255,7 @@ def _twisted(
         channel = Site(resource, timeout=None).buildProtocol(None)
         transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         channel.makeConnection(transport)
-        key = base64.b64encode(os.urandom(16))
-        channel.dataReceived(
-            b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
-        response, _, after = transport.value().partition(b"\r\n\r\n")
-        assert response.startswith(b"HTTP/1.1 101"), response
-        transport.clear()
-        transport.io.write(after)
+        upgrade(channel.dataReceived, transport)
         deliver = channel.dataReceived
         lose = channel.connectionLost
     else:
