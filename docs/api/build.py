@@ -6,7 +6,8 @@ Build the API reference with pydoctor, as CI does (``bash .ci/run``)::
 
 Fails (exit 1) on any pydoctor warning, and on any public name without a
 docstring. The public API is what ``twisted_keepalive`` exports and
-``twisted_keepalive.metrics``; the ``core`` and ``autobahn`` modules are
+``twisted_keepalive.metrics`` and ``twisted_keepalive.web``; the ``core``,
+``autobahn`` and ``glue`` modules (and the web adapter's internals) are
 documented too, as private (the reference's "show private" switch), since
 their names may change between releases. The ``server`` package is left out:
 its interface is the command line, ``twistd wskeepalive --help``.
@@ -32,6 +33,16 @@ PRIVACY = [
     # Exported by twisted_keepalive, defined here: public all the same.
     "PUBLIC:twisted_keepalive.autobahn.mixin",
     "PUBLIC:twisted_keepalive.autobahn.mixin.KeepaliveMixin",
+    # Framing-neutral Twisted glue under both adapters: internal, like core.
+    "PRIVATE:twisted_keepalive.glue",
+    # The twisted.web.websocket adapter is public: what it exports
+    # (with_keepalive, KeepaliveFactory, KeepaliveProtocol, the
+    # KeepaliveTransport the application gets) is documented in the package
+    # itself.  The modules it stands on may change between releases.
+    "PRIVATE:twisted_keepalive.web.link",
+    "PRIVATE:twisted_keepalive.web.frames",
+    "PRIVATE:twisted_keepalive.web.hooks",
+    "PRIVATE:twisted_keepalive.web.protocol",
 ]
 
 

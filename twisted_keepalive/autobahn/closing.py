@@ -1,7 +1,8 @@
 """
 How a keepalive timeout ends an Autobahn connection: Close 1011 "keepalive
 ping timeout" through the route Autobahn leaves open for it.  The warning and
-the abort are the same for every framing (:mod:`..glue.closing`).
+the abort are the same for every framing
+(:mod:`twisted_keepalive.glue.closing`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """
 What the adapter keeps on an Autobahn factory: the keepalive options given
 with :func:`set_keepalive_options`, the configs and wheels every framing's
-factory shares (:mod:`..glue.record`), and whether the auto-ping warning was
-logged.  All of it lives in one :class:`FactoryRecord`, so nothing else is
-stuck on the factory.
+factory shares (:mod:`twisted_keepalive.glue.record`), and whether the
+auto-ping warning was logged.  All of it lives in one :class:`FactoryRecord`,
+so nothing else is stuck on the factory.
 """
 
 from __future__ import annotations

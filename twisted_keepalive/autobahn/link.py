@@ -1,9 +1,9 @@
 """
 One connection's keepalive on Autobahn: what the framing-neutral
-:class:`~twisted_keepalive.glue.link.KeepaliveLink` leaves to each framing --
-whether the connection is open, the keepalive Ping as a ready-made frame,
-what Autobahn shows of the peer's progress, Close 1011 through the route
-Autobahn leaves open, and the application's hooks.
+:class:`KeepaliveLink <twisted_keepalive.glue.link.KeepaliveLink>` leaves to
+each framing -- whether the connection is open, the keepalive Ping as a
+ready-made frame, what Autobahn shows of the peer's progress, Close 1011
+through the route Autobahn leaves open, and the application's hooks.
 
 The per-Ping path, top to bottom: ``KeepaliveLink.wheel_fired`` →
 ``KeepaliveLink.wake`` → :meth:`Link.send_keepalive`; then the Pong through

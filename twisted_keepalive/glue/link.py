@@ -1,8 +1,8 @@
 """
 One connection's keepalive on Twisted, whatever the framing: the
-:class:`KeepaliveLink` feeds the core
-:class:`~twisted_keepalive.core.heartbeat.Heartbeat` the connection's events
-and carries out what it returns -- the next deadline on the factory's timer
+:class:`KeepaliveLink` feeds the core :class:`Heartbeat
+<twisted_keepalive.core.heartbeat.Heartbeat>` the connection's events and
+carries out what it returns -- the next deadline on the factory's timer
 wheel, the recheck turn, the timeout's warning, counters and abort timer, the
 waiters of application Pings.  Waiters are fired only after the core has
 returned, so no callback of the application re-enters it.
@@ -155,10 +155,16 @@ class KeepaliveLink:
         self.slot = new
 
     def wheel_fired(self) -> None:
+        """The wheel's slot for this connection came due: it is off the wheel now."""
         self.slot = None
         self.wake()
 
     def wake(self) -> None:
+        """
+        A deadline came due: send the keepalive Ping, or judge after one more
+        reactor turn, as the core says (a closing connection's heartbeat just
+        halts); then reschedule.
+        """
         heartbeat = self.heartbeat
         if not self.is_open():
             # Closing: the closing handshake (and our abort, if we started
@@ -181,6 +187,10 @@ class KeepaliveLink:
     # -- Pongs ------------------------------------------------------------------
 
     def pong_received(self, payload: bytes) -> None:
+        """
+        A Pong arrived: settle the Pings it answers (their waiters fire with
+        the round trip in seconds) and report the new latency.
+        """
         heartbeat = self.heartbeat
         settled = heartbeat.pong_received(payload, self.now())
         if settled is None:
@@ -199,6 +209,7 @@ class KeepaliveLink:
     # -- verdicts ---------------------------------------------------------------
 
     def judge(self) -> None:
+        """The recheck turn: fail the connection if the core's verdict is a timeout."""
         self.recheck_call = None
         heartbeat = self.heartbeat
         if not self.is_open():
@@ -240,6 +251,7 @@ class KeepaliveLink:
             self.abort_call = self.clock.callLater(config.close_timeout, self.abort)
 
     def abort(self) -> None:
+        """The closing handshake did not end in ``close_timeout`` seconds: abort TCP."""
         self.abort_call = None
         config = self.config
         abort_transport(
@@ -249,6 +261,7 @@ class KeepaliveLink:
     # -- the end ----------------------------------------------------------------
 
     def fail_waiters(self, closed: ConnectionClosed) -> None:
+        """Fail every pending application Ping with a copy of ``closed``."""
         # The core hands each waiter out once; a waiter the application
         # already fired or cancelled (perhaps from another one's errback) is
         # left alone.
@@ -275,7 +288,7 @@ class KeepaliveLink:
         self.fail_waiters(self.closed)
 
     def not_open(self) -> ConnectionClosed:
-        """Why :meth:`ping` cannot send now."""
+        """Why an application ``ping()`` cannot send now."""
         closed = self.closed
         if closed is not None:
             return ConnectionClosed(closed.code, closed.reason)

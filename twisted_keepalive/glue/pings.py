@@ -1,7 +1,7 @@
 """
 Application Pings, whatever the framing: the payload checked at once, and a
 ``Deferred`` that the core's ledger settles with the round trip (or fails
-with :class:`~twisted_keepalive.core.errors.ConnectionClosed`).
+with :class:`ConnectionClosed <twisted_keepalive.ConnectionClosed>`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from ..core.wheel import DEFAULT_GRID, TimerWheel
 #: Distinct settings combinations a factory shares configs for.
 MAX_SHARED_CONFIGS = 64
 
+#: The options of a factory none were given for: empty and read-only.
 NO_OPTIONS: Mapping[str, float | bool | None] = MappingProxyType({})
 
 

@@ -3,12 +3,14 @@ Keepalive and heartbeat for Twisted's own WebSocket API,
 ``twisted.web.websocket`` (Twisted 25.5 and later, with wsproto: the ``web``
 extra), driven by the same core as the Autobahn adapter.
 
-:func:`with_keepalive` wraps a server or client factory; :mod:`.protocol`
-takes Twisted's events and hands them on, :mod:`.transport` is what the
+:func:`with_keepalive` wraps a server or client factory in a
+:class:`KeepaliveFactory`; its :class:`KeepaliveProtocol` takes Twisted's
+events and hands them on, :class:`KeepaliveTransport` is what the
 application's protocol gets as its transport (``latency``, ``ping()``),
-:mod:`.link` carries out the core's decisions for one connection,
-:mod:`.frames` follows the peer's frame boundaries, :mod:`.hooks` holds what
-is reached beyond Twisted's documented API.
+:mod:`twisted_keepalive.web.link` carries out the core's decisions for one
+connection, :mod:`twisted_keepalive.web.frames` follows the peer's frame
+boundaries, :mod:`twisted_keepalive.web.hooks` holds what is reached beyond
+Twisted's documented API.
 
 ``import twisted_keepalive`` never imports this package: the Autobahn side
 works on Twisted releases without ``twisted.web.websocket``.

@@ -32,8 +32,13 @@ class KeepaliveFactory:
 
     :ivar wrapped: the application's factory.
     :ivar config: the settings of every connection it builds.
+    :ivar clock: the ``IReactorTime`` given to :func:`with_keepalive` (a
+        ``task.Clock`` in tests), or ``None``: then the reactor schedules and
+        the monotonic clock gives the time.
+    :ivar reactor: the reactor for ``clock=None``; ``None`` for the global one.
     :ivar keepalive_stats: where its connections count, once
-        :func:`~twisted_keepalive.collect_stats` attached it; else ``None``.
+        :func:`collect_stats <twisted_keepalive.collect_stats>` attached it;
+        else ``None``.
     """
 
     keepalive_stats: KeepaliveStats | None = None
@@ -89,11 +94,11 @@ def with_keepalive(
 
     The application's protocol is unchanged; the transport it gets in
     ``negotiationStarted`` is a
-    :class:`~twisted_keepalive.web.transport.KeepaliveTransport`, with
-    ``latency`` and a ``ping()`` that returns a ``Deferred``.  If it has
+    :class:`KeepaliveTransport <twisted_keepalive.web.KeepaliveTransport>`,
+    with ``latency`` and a ``ping()`` that returns a ``Deferred``.  If it has
     them, its ``latencyMeasured(latency)`` is called with every round trip
     (seconds) and its ``keepaliveTimedOut(timeout)`` once, with the
-    :class:`~twisted_keepalive.Timeout`, before the 1011 Close goes out.
+    :class:`Timeout <twisted_keepalive.Timeout>`, before the 1011 Close goes out.
 
     :param factory: a ``twisted.web.websocket`` server factory (its
         ``buildProtocol`` takes the ``Request``) or client factory (it takes

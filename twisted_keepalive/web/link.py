@@ -1,6 +1,6 @@
 """
 One connection's keepalive on ``twisted.web.websocket``: what the
-framing-neutral :class:`~twisted_keepalive.glue.link.KeepaliveLink` leaves
+framing-neutral :class:`KeepaliveLink <twisted_keepalive.glue.link.KeepaliveLink>` leaves
 to each framing.
 
 - Open: from the end of the opening handshake until a Close goes either way
@@ -12,9 +12,9 @@ to each framing.
   can never land inside another frame.  Application Pings go through
   Twisted's ``ping()``.
 - Evidence: the peer's bytes are followed frame by frame
-  (:mod:`.frames`); our own are counted as they are written, so that a
-  Ping queued behind data a slow reader is draining is told from one
-  nobody reads.
+  (:mod:`twisted_keepalive.web.frames`); our own are counted as they are
+  written, so that a Ping queued behind data a slow reader is draining is
+  told from one nobody reads.
 - The 1011 Close goes out through Twisted's ``loseConnection(code, reason)``,
   which closes the TCP connection once the Close has left; the abort
   ``close_timeout`` later frees a peer that never drains.  Any other close --
@@ -147,6 +147,7 @@ class WebLink(KeepaliveLink):
     # -- our bytes --------------------------------------------------------------
 
     def count_message(self, payload_length: int) -> None:
+        """Count the wire bytes of a message we sent (``payload_length`` bytes of it)."""
         self.written += frame_size(payload_length, self.masked)
 
     def send_keepalive(self) -> None:

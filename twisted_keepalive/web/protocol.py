@@ -1,7 +1,7 @@
 """
 :class:`KeepaliveProtocol`: the ``WebSocketProtocol`` Twisted talks to.  It
 hands every event on to the application's protocol, after the connection's
-:class:`~twisted_keepalive.web.link.WebLink` has seen it -- so the
+:class:`WebLink <twisted_keepalive.web.link.WebLink>` has seen it -- so the
 application's protocol needs no base class and no ``super()`` calls.
 """
 
@@ -64,6 +64,12 @@ class KeepaliveProtocol:
     # -- Twisted's events -------------------------------------------------------
 
     def negotiationStarted(self, transport: Any) -> None:
+        """
+        The opening handshake began on ``transport``, Twisted's WebSocket
+        transport: set up the connection's keepalive and hand the
+        application a :class:`KeepaliveTransport
+        <twisted_keepalive.web.KeepaliveTransport>` around it.
+        """
         factory = self._factory
         request, self._request = self._request, None
         server = request is not None
@@ -86,6 +92,11 @@ class KeepaliveProtocol:
         self.application.negotiationStarted(wrapped)
 
     def negotiationFinished(self) -> None:
+        """
+        The opening handshake is over: the application's
+        ``negotiationFinished`` runs (``ping()`` works inside it), then the
+        first keepalive Ping is scheduled if the connection is still open.
+        """
         link = self._link
         assert link is not None
         # ping() must work inside the application's negotiationFinished; the
@@ -98,6 +109,11 @@ class KeepaliveProtocol:
                 link.begin(link.config)
 
     def textMessageReceived(self, message: str) -> None:
+        """
+        A text message from the peer, handed to the application -- except a
+        ``keepalive.js`` heartbeat when ``browser_heartbeat`` is on, which is
+        answered here instead.
+        """
         link = self._link
         if (
             link is not None
@@ -114,15 +130,25 @@ class KeepaliveProtocol:
         self.application.textMessageReceived(message)
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        """A bytes message from the peer, handed to the application."""
         self.application.bytesMessageReceived(data)
 
     def pongReceived(self, payload: bytes) -> None:
+        """
+        A Pong from the peer: the keepalive settles the Pings it answers
+        (``latency``, ``ping()`` results), then the application gets it.
+        """
         link = self._link
         if link is not None:
             link.pong_received(payload)
         self.application.pongReceived(payload)
 
     def connectionLost(self, reason: Failure) -> None:
+        """
+        The connection is gone: the keepalive cancels its timers and fails
+        pending ``ping()`` results; the application's ``connectionLost`` is
+        called in any case.
+        """
         try:
             link = self._link
             if link is not None:

@@ -64,9 +64,11 @@ class KeepaliveTransport:
         self._link.local_close(code, reason)
 
     def attachProducer(self, producer: IPushProducer) -> None:
+        """Register a streaming producer (as Twisted's transport does)."""
         self._wire.attachProducer(producer)
 
     def detachProducer(self) -> None:
+        """Unregister the producer (as Twisted's transport does)."""
         self._wire.detachProducer()
 
     def __getattr__(self, name: str) -> Any:
@@ -85,9 +87,9 @@ class KeepaliveTransport:
             without a payload never collide.
         :return: a ``Deferred`` that fires with the round trip in seconds when
             the matching Pong (or a Pong for a later Ping) arrives, and fails
-            with :class:`~twisted_keepalive.ConnectionClosed` if the
-            connection closes first or is not open.  Cancelling it stops
-            waiting for that Pong.
+            with :class:`ConnectionClosed <twisted_keepalive.ConnectionClosed>`
+            if the connection closes first or is not open.  Cancelling it
+            stops waiting for that Pong.
         :raises TypeError: ``payload`` is not ``bytes``, ``str`` or ``None``.
         :raises ValueError: ``payload`` is longer than 125 bytes.
         :raises PingInFlight: a Ping with the same payload is already waiting
