@@ -67,7 +67,15 @@ SERVERS: dict[str, tuple[str, str]] = {
     "aiohttp": ("aiohttp_heartbeat.py", "peer"),
     "tornado": ("tornado_ping.py", "peer"),
     "ours": ("ours.py", "ours"),
+    # Twisted's own framing (twisted.web.websocket on wsproto).
+    "twisted-floor": ("twisted_floor.py", "reference"),
+    "twisted-ours": ("twisted_ours.py", "ours"),
 }
+
+#: The floor each row's ``ratio_to_floor`` is taken against (default:
+#: Autobahn's ``floor``): ours on Twisted's framing against that framing's
+#: own floor; Twisted's floor against Autobahn's, the framings side by side.
+FLOOR_OF = {"twisted-ours": "twisted-floor"}
 
 
 @dataclass
@@ -286,8 +294,10 @@ def derive(results: list[Result]) -> None:
             r.us_per_ping_above_baseline_schedstat = (
                 (r.cpu_s_schedstat - base_sched * r.window_s) / r.pings * 1e6
             )
-    floor = by_name.get("floor")
-    floor_us = floor.us_per_ping_above_baseline if floor else None
+    def floor_us_of(name: str) -> float | None:
+        floor = by_name.get(FLOOR_OF.get(name, "floor"))
+        return floor.us_per_ping_above_baseline if floor else None
+
     peers = [
         r.us_per_ping_above_baseline
         for r in by_name.values()
@@ -298,6 +308,7 @@ def derive(results: list[Result]) -> None:
         us = r.us_per_ping_above_baseline
         if us is None:
             continue
+        floor_us = floor_us_of(r.server)
         if floor_us and floor_us > 0:
             r.ratio_to_floor = us / floor_us
         if best_peer and best_peer > 0:

@@ -131,21 +131,41 @@ def spawn_peer(kind: str, *args: str) -> PeerProcess:
 
 
 class Recording:
-    """What a test wants to know about one of our connections."""
+    """
+    What a test wants to know about one of our connections, on either
+    framing: ``keepalive`` has ``latency``, ``ping()`` and
+    ``keepalive_timeout`` (the protocol on Autobahn, the transport on
+    Twisted's framing); ``closed`` fires with ``(was_clean, code, reason)``
+    (on Twisted's framing, which tells the application no close code:
+    ``(clean TCP close, None, the reason's text)``).
+    """
 
     def __init__(self) -> None:
         self.protocol: Any = None
+        self.keepalive: Any = None
         self.opened: Deferred[Any] = Deferred()
         self.closed: Deferred[tuple[bool, int | None, str | None]] = Deferred()
         self.pongs: list[bytes] = []
         self.messages: list[bytes] = []
+
+    @property
+    def timed_out(self) -> bool:
+        """Whether the heartbeat failed the connection."""
+        return self.keepalive is not None and self.keepalive.keepalive_timeout is not None
+
+    def close(self, code: int = 1000) -> None:
+        """Close the connection from our side with ``code``."""
+        if hasattr(self.keepalive, "sendClose"):
+            self.keepalive.sendClose(code)
+        else:
+            self.keepalive.loseConnection(code)
 
 
 def recording_protocol(base: type, recording: Recording, **settings: Any) -> type:
     """A KeepaliveMixin protocol on ``base`` that reports into ``recording``."""
 
     def onOpen(self: Any) -> None:
-        recording.protocol = self
+        recording.protocol = recording.keepalive = self
         recording.opened.callback(self)
 
     def onPong(self: Any, payload: bytes) -> None:
@@ -169,15 +189,81 @@ def recording_protocol(base: type, recording: Recording, **settings: Any) -> typ
     return type(f"Recording{base.__name__}", (KeepaliveMixin, base), namespace)
 
 
-def listen(recording: Recording, **settings: Any) -> Any:
+class RecordingWebProtocol:
+    """A plain ``twisted.web.websocket`` echo protocol reporting into a Recording."""
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.transport: Any = None
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        recording = self.recording
+        recording.protocol = self
+        recording.keepalive = self.transport
+        recording.opened.callback(self.transport)
+
+    def textMessageReceived(self, message: str) -> None:
+        self.recording.messages.append(message.encode())
+        self.transport.sendTextMessage(message)
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        self.recording.messages.append(bytes(data))
+        self.transport.sendBytesMessage(data)
+
+    def pongReceived(self, payload: bytes) -> None:
+        self.recording.pongs.append(payload)
+
+    def connectionLost(self, reason: Failure) -> None:
+        from twisted.internet.error import ConnectionDone
+
+        closed = self.recording.closed
+        if not closed.called:
+            closed.callback((reason.check(ConnectionDone) is not None, None, str(reason.value)))
+
+
+def web_factory(recording: Recording, **settings: Any) -> Any:
+    """A keepalive ``twisted.web.websocket`` factory of RecordingWebProtocols."""
+    from twisted_keepalive.web import with_keepalive
+
+    hooks = {name: settings.pop(name) for name in list(settings) if not name.islower()}
+
+    class Factory:
+        def buildProtocol(self, addr: Any) -> RecordingWebProtocol:
+            protocol = RecordingWebProtocol(recording)
+            for name, hook in hooks.items():
+                setattr(protocol, name, hook.__get__(protocol))
+            return protocol
+
+    return with_keepalive(Factory(), **settings)
+
+
+def listen(recording: Recording, framing: str = "autobahn", **settings: Any) -> Any:
     """Our keepalive server on a free loopback port; returns the listening port."""
+    if framing == "twisted":
+        from twisted.web.server import Site
+        from twisted.web.websocket import WebSocketResource
+
+        resource = WebSocketResource(web_factory(recording, **settings))
+        resource.isLeaf = True
+        site = Site(resource, timeout=None)
+        return reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
     factory = WebSocketServerFactory("ws://127.0.0.1")
     factory.protocol = recording_protocol(WebSocketServerProtocol, recording, **settings)
     return reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
 
 
-def connect(recording: Recording, port: int, **settings: Any) -> Any:
+def connect(recording: Recording, port: int, framing: str = "autobahn", **settings: Any) -> Any:
     """Our keepalive client, connected to ``ws://127.0.0.1:port``."""
+    if framing == "twisted":
+        from twisted.web.websocket import WebSocketClientEndpoint
+
+        endpoint = WebSocketClientEndpoint.new(reactor, f"ws://127.0.0.1:{port}/")
+        connecting = Deferred.fromCoroutine(endpoint.connect(web_factory(recording, **settings)))
+        connecting.addErrback(recording.opened.errback)
+        return connecting
     factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}")
     factory.protocol = recording_protocol(WebSocketClientProtocol, recording, **settings)
     return reactor.connectTCP("127.0.0.1", port, factory)  # type: ignore[attr-defined]
@@ -190,9 +276,14 @@ def sleep(seconds: float) -> Deferred[None]:
 
 
 class RealPeerCase(unittest.TestCase):
-    """A trial test case that starts real peers and our servers, and cleans up after both."""
+    """
+    A trial test case that starts real peers and our servers, and cleans up
+    after both.  ``framing`` is the framing our side runs on: a subclass
+    with ``framing = "twisted"`` runs the same tests on Twisted's own.
+    """
 
     timeout = 30
+    framing = "autobahn"
 
     def peer(self, kind: str, *args: str) -> PeerProcess:
         """A peer (see :func:`spawn_peer`), killed when the test ends."""
@@ -202,6 +293,6 @@ class RealPeerCase(unittest.TestCase):
 
     def serve(self, recording: Recording, **settings: Any) -> int:
         """Our keepalive server (see :func:`listen`) until the test ends; its port."""
-        port = listen(recording, **settings)
+        port = listen(recording, self.framing, **settings)
         self.addCleanup(port.stopListening)
         return int(port.getHost().port)

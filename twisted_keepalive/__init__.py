@@ -29,4 +29,6 @@ __all__ = [
     "set_keepalive_options",
 ]
 
+#: The release, as `PEP 440 <https://peps.python.org/pep-0440/>`_ spells it: the
+#: one place it is written (``pyproject.toml`` reads it from here).
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """
-Prometheus metrics for keepalive, from :class:`~twisted_keepalive.KeepaliveStats`.
+Prometheus metrics for keepalive, from :class:`twisted_keepalive.KeepaliveStats`.
 
 Needs the ``metrics`` extra (``pip install 'twisted-keepalive[metrics]'``).
 The connections only bump plain integers; this collector turns them into
@@ -32,16 +32,22 @@ name                                    type       meaning
                                                    keepalive Ping went out
 ``reactor_lag_seconds``                 gauge      how late the latest timer probe
                                                    ran (with a :class:`ReactorLag`)
-``reactor_lag_max_seconds``             gauge      the worst lag since the previous
-                                                   scrape
+``reactor_lag_max_seconds``             gauge      the worst lag of the last 60 s
+``reactor_lag_probes_seconds``          histogram  every probe's lag
 ======================================  =========  ==============================
 
-Labels stay bounded: no per-peer or per-connection labels.
+Labels stay bounded: no per-peer or per-connection labels.  Scraping
+changes nothing: several Prometheus servers see the same figures.
+
+:class:`MetricsService` serves these together with prometheus_client's
+default registry: its ``process_*`` (open descriptors against
+``process_max_fds``, memory, CPU), ``python_*`` series, and anything the
+application registered there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import (
@@ -51,16 +57,16 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import REGISTRY, CollectorRegistry
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from .core.stats import LATENCY_BUCKETS, LATENESS_BUCKETS, KeepaliveStats, ReactorLag
+from .serving import ListeningService, QuietSite
 
-__all__ = ["KeepaliveCollector", "MetricsService", "metrics_resource"]
+__all__ = ["KeepaliveCollector", "MetricsService", "Registries", "metrics_resource"]
 
+#: What every metric name starts with: ``twisted_keepalive_pings_sent_total``.
 PREFIX = "twisted_keepalive"
 
 
@@ -78,6 +84,12 @@ class KeepaliveCollector:
         self._lag = lag
 
     def collect(self) -> Iterator[Metric]:
+        """
+        The metrics now, summed over every stats object: counters, gauges
+        and the latency (seconds) and ping-lateness histograms; with a lag
+        probe, the reactor lag of the latest probe and the worst since the
+        last scrape (reading the worst starts a new window).
+        """
         stats = self._stats
         yield _counter("connections_opened", "WebSocket handshakes completed.", stats, "opened")
         yield GaugeMetricFamily(
@@ -86,9 +98,7 @@ class KeepaliveCollector:
             value=sum(s.open for s in stats),
         )
         yield _counter("pings_sent", "Pings sent (keepalive and application).", stats, "pings_sent")
-        yield _counter(
-            "pongs_received", "Pongs that matched a Ping sent.", stats, "pongs_received"
-        )
+        yield _counter("pongs_received", "Pongs that matched a Ping sent.", stats, "pongs_received")
         timeouts = CounterMetricFamily(
             f"{PREFIX}_heartbeat_timeouts",
             "Connections failed with 1011 keepalive ping timeout, by cause.",
@@ -119,13 +129,20 @@ class KeepaliveCollector:
             )
             yield GaugeMetricFamily(
                 f"{PREFIX}_reactor_lag_max_seconds",
-                "The worst reactor lag since the previous scrape, seconds.",
-                value=self._lag.take_worst(),
+                "The worst reactor lag of the last 60 seconds, seconds.",
+                value=self._lag.recent_worst(),
+            )
+            yield _histogram(
+                "reactor_lag_probes_seconds",
+                "How late each reactor timer probe ran, seconds.",
+                LATENESS_BUCKETS,
+                [self._lag.counts],
+                self._lag.total,
             )
 
     def describe(self) -> Iterable[Metric]:
-        # Registering must not consume the lag window: describe without it.
-        return list(KeepaliveCollector(self._stats).collect())
+        """The metrics' names and types, for ``CollectorRegistry.register``."""
+        return list(self.collect())
 
 
 def _counter(name: str, documentation: str, stats: list[KeepaliveStats], attribute: str) -> Metric:
@@ -153,10 +170,27 @@ def _histogram(
     )
 
 
-def metrics_resource(registry: CollectorRegistry = REGISTRY) -> object:
+class Registries:
     """
-    A ``twisted.web`` resource that serves ``registry`` in the Prometheus text
-    format; put it at ``/metrics``.
+    Several registries served as one (what ``generate_latest`` reads:
+    anything with ``collect()``).
+    """
+
+    def __init__(self, *registries: Any) -> None:
+        #: The registries, collected in this order.
+        self.registries = registries
+
+    def collect(self) -> Iterator[Metric]:
+        """Every registry's metrics, one registry after the other."""
+        for registry in self.registries:
+            yield from registry.collect()
+
+
+def metrics_resource(registry: Any = REGISTRY) -> object:
+    """
+    A ``twisted.web`` resource that serves ``registry`` (or
+    :class:`Registries`) in the Prometheus text format; put it at
+    ``/metrics``.
     """
     from prometheus_client.twisted import MetricsResource
 
@@ -176,7 +210,14 @@ class MetricsService(MultiService):
     :param reactor: the reactor.
     :param registry: where the collector is registered; a fresh registry by
         default, so that two services in one process never clash.
+    :param default_registry: also serve prometheus_client's default
+        ``REGISTRY`` (process and platform metrics, and the application's
+        own); default ``True``.
+    :param children: more resources to serve beside ``/metrics``, by path
+        segment (``twistd wskeepalive`` adds ``/healthz`` and ``/readyz``).
     :ivar lag: the :class:`ReactorLag` probe, running while the service runs.
+    :ivar registry: the registry the collector is in (``registry``, or the
+        fresh one).
     """
 
     def __init__(
@@ -185,23 +226,30 @@ class MetricsService(MultiService):
         stats: Sequence[KeepaliveStats],
         reactor: Any,
         registry: CollectorRegistry | None = None,
+        *,
+        default_registry: bool = True,
+        children: Mapping[bytes, Resource] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
         self.lag = ReactorLag(reactor)
         self.registry.register(KeepaliveCollector(stats, self.lag))
+        served: Any = self.registry
+        if default_registry and self.registry is not REGISTRY:
+            served = Registries(self.registry, REGISTRY)
         root = Resource()  # type: ignore[no-untyped-call]
-        root.putChild(b"metrics", metrics_resource(self.registry))  # type: ignore[arg-type]
+        root.putChild(b"metrics", metrics_resource(served))  # type: ignore[arg-type]
+        for name, child in (children or {}).items():
+            root.putChild(name, child)  # type: ignore[arg-type]
         endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-        listener = StreamServerEndpointService(endpoint, Site(root))  # type: ignore[no-untyped-call]
-        # A metrics port that cannot be bound stops twistd at startup.
-        listener._raiseSynchronously = True
-        listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        ListeningService(endpoint, QuietSite(root)).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
+        """Start the lag probe, then listen."""
         self.lag.start()
         super().startService()  # type: ignore[no-untyped-call]
 
     def stopService(self) -> Any:
+        """Stop the lag probe and the listener: a Deferred that fires once it is closed."""
         self.lag.stop()
         return super().stopService()  # type: ignore[no-untyped-call]

@@ -41,11 +41,15 @@ def run_bench(script: str, *options: str, out: Path, timeout: float = 80) -> dic
 
 
 @pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
-def test_cpu_per_ping_smoke_measures_our_mixin_and_the_floor(tmp_path: Path) -> None:
+def test_cpu_per_ping_smoke_measures_ours_and_the_floor_on_both_framings(tmp_path: Path) -> None:
+    servers = ["floor", "ours", "twisted-floor", "twisted-ours"]
     data = run_bench(
-        "cpu_per_ping.py", "--smoke", "--servers", "floor,ours", out=tmp_path / "c.json"
+        "cpu_per_ping.py", "--smoke", "--servers", ",".join(servers), out=tmp_path / "c.json"
     )
-    assert [r["server"] for r in data["results"]] == ["baseline", "floor", "ours"]  # type: ignore[index]
+    results = data["results"]
+    assert [r["server"] for r in results] == ["baseline", *servers]  # type: ignore[index, union-attr]
+    # Every row measured pings: no framing was skipped or broke.
+    assert all(r["pings"] > 0 for r in results[1:]), results  # type: ignore[index]
 
 
 def test_callgrind_cycle_smoke_runs_every_variant(tmp_path: Path) -> None:
@@ -85,3 +89,13 @@ def test_herd_smoke_runs_every_first_ping_spread(tmp_path: Path) -> None:
 def test_memory_per_connection_smoke_counts_both_variants(tmp_path: Path) -> None:
     data = run_bench("memory_per_connection.py", "--connections", "50", out=tmp_path / "m.json")
     assert data["ours_bytes_per_connection"] > data["plain_bytes_per_connection"] > 0  # type: ignore[operator]
+    assert data["web_ours_bytes_per_connection"] > data["web_plain_bytes_per_connection"] > 0  # type: ignore[operator]
+
+
+def test_handshake_cost_smoke_measures_both_paths(tmp_path: Path) -> None:
+    data = run_bench(
+        "handshake_cost.py", "--handshakes", "30", "--rounds", "1", out=tmp_path / "h.json"
+    )
+    figures = data["figures"]
+    assert set(figures) == {"Autobahn parses the handshake", "twisted.web site, then Autobahn"}  # type: ignore[arg-type]
+    assert all(f["cpu_seconds"] > 0 and f["bytes"] > 0 for f in figures.values())  # type: ignore[union-attr]

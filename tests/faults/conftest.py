@@ -24,3 +24,9 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
         yield started
     finally:
         started.stop_all()
+
+
+@pytest.fixture(params=["autobahn", "twisted"])
+def framing(request: pytest.FixtureRequest) -> str:
+    """The framing our server runs on, each in turn for the tests that take it."""
+    return str(request.param)

@@ -191,9 +191,15 @@ class Procs:
         self.started.append(proc)
         return proc
 
-    def server(self, *options: str, netns: str | None = None) -> Proc:
-        """Our keepalive echo server (tests/peers/keepalive_server.py), listening."""
-        argv = [sys.executable, "-u", str(PEERS / "keepalive_server.py"), *options]
+    def server(self, *options: str, netns: str | None = None, framing: str = "autobahn") -> Proc:
+        """
+        Our keepalive echo server (tests/peers/keepalive_server.py), listening,
+        on ``framing``: ``autobahn`` or ``twisted`` (twisted.web.websocket).
+        """
+        argv = [
+            sys.executable, "-u", str(PEERS / "keepalive_server.py"), "--framing", framing,
+            *options,
+        ]  # fmt: skip
         proc = self.start("keepalive_server", argv, netns)
         proc.wait_for("listening")
         return proc

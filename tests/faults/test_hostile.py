@@ -37,10 +37,14 @@ class Attack:
 
 
 def attack(
-    procs: Procs, *hostile_args: str, duration: float = ATTACK, ping_timeout: float = TIMEOUT
+    procs: Procs,
+    *hostile_args: str,
+    duration: float = ATTACK,
+    ping_timeout: float = TIMEOUT,
+    framing: str = "autobahn",
 ) -> Attack:
     """Run the hostile peer against our server, next to a well-behaved watcher."""
-    server = procs.server(*server_options(INTERVAL, ping_timeout, CLOSE_TIMEOUT))
+    server = procs.server(*server_options(INTERVAL, ping_timeout, CLOSE_TIMEOUT), framing=framing)
     listening = server.wait_for("listening")
     port, pid = listening["port"], listening["pid"]
     watcher = procs.python_peer("websockets_peer", "client", f"ws://127.0.0.1:{port}/")
@@ -63,6 +67,14 @@ def attack(
     result = Attack(server, hostile, watcher, started, rss_before, peak, done, server_close)
     assert server.of("close", conn=1) == [], "the well-behaved client was disconnected"
     return result
+
+
+def assert_closed_normally(result: Attack) -> None:
+    """The hostile peer's own Close 1000 ended its connection."""
+    close = result.server_close
+    # Twisted's framing tells the application no close code: a clean TCP
+    # close after the peer's Close is what it can see.
+    assert close["code"] == 1000 if close["code"] is not None else close["wasClean"], close
 
 
 def assert_watcher_on_schedule(result: Attack) -> None:
@@ -88,38 +100,51 @@ def report(name: str, result: Attack, **extra: object) -> None:
     )
 
 
-def test_unsolicited_pong_flood_is_ignored_and_costs_no_memory(procs: Procs) -> None:
-    result = attack(procs, "--flood", "pong")
+def test_unsolicited_pong_flood_is_ignored_and_costs_no_memory(
+    procs: Procs, framing: str
+) -> None:
+    result = attack(procs, "--flood", "pong", framing=framing)
     report("unsolicited pong flood", result)
     # Unsolicited Pongs are allowed (RFC 6455 5.5.3) and change nothing: the
     # peer answers our real Pings, so it stays until it closes with 1000.
     assert result.server.of("timeout") == []
-    assert result.server_close["code"] == 1000
+    assert_closed_normally(result)
     assert result.server_close["pongs"] >= ATTACK / INTERVAL - 2
     assert result.summary["frames_sent"] > 1000
     assert result.rss_peak - result.rss_before < MEMORY_BUDGET
     assert_watcher_on_schedule(result)
 
 
-def test_ping_flood_from_a_reading_peer_is_answered_pong_for_ping(procs: Procs) -> None:
-    result = attack(procs, "--flood", "ping")
-    report("ping flood, peer reads", result)
+def test_ping_flood_from_a_reading_peer_is_answered_pong_for_ping(
+    procs: Procs, framing: str
+) -> None:
+    result = attack(procs, "--flood", "ping", framing=framing)
+    report(f"ping flood, peer reads ({framing})", result)
     sent, answered = result.summary["frames_sent"], result.summary["pongs_read"]
     # Autobahn answers every Ping with its Pong (RFC 6455 5.5.2); a server
     # may also answer only the latest of the Pings it has not answered yet
     # (5.5.3), so only "answered, many times" is asserted.
     assert sent > 1000
     assert answered > 1000
-    assert result.server.of("timeout") == []
-    assert result.server_close["code"] == 1000
+    if framing == "autobahn":
+        assert result.server.of("timeout") == []
+        assert_closed_normally(result)
+    else:
+        # wsproto parses a frame several times slower than Autobahn: on a
+        # busy machine the flood outruns it, the peer's Pong to our Ping
+        # waits behind its own unread Pings, and the flooder may be failed
+        # like any peer whose Pong did not arrive (docs/framings.md).  The
+        # well-behaved watcher must not be: it is asserted below.
+        for timeout in result.server.of("timeout"):
+            assert timeout["conn"] == 2, timeout
     assert result.rss_peak - result.rss_before < MEMORY_BUDGET
     assert_watcher_on_schedule(result)
 
 
 def test_pongs_with_the_wrong_payload_are_ignored_and_the_peer_is_failed_with_1011(
-    procs: Procs,
+    procs: Procs, framing: str
 ) -> None:
-    result = attack(procs, "--answer", "wrong")
+    result = attack(procs, "--answer", "wrong", framing=framing)
     report("wrong-payload pongs", result)
     [timeout] = result.server.of("timeout")
     assert timeout["cause"] == "peer_silent"
@@ -150,22 +175,24 @@ def test_a_126_byte_ping_is_a_protocol_error_and_autobahn_drops_the_connection(
 
 
 def test_peer_always_mid_frame_but_never_answering_is_failed_within_the_usual_bound(
-    procs: Procs,
+    procs: Procs, framing: str
 ) -> None:
     # A 2000-byte message every 50 ms, each sent in two halves: a frame is
     # always in progress, and a frame ends every 50 ms.
     result = attack(procs, "--answer", "none", "--trickle", "2000", "--trickle-every", "0.05",
-                    duration=ATTACK + 3)  # fmt: skip
+                    duration=ATTACK + 3, framing=framing)  # fmt: skip
     report("never answers, always mid-frame", result)
     [timeout] = result.server.of("timeout")
     assert timeout["cause"] == "peer_silent", timeout
     assert result.server_close["t"] - result.started < BOUND + 0.5
 
 
-def test_ping_flood_from_a_peer_that_never_reads_costs_bounded_memory(procs: Procs) -> None:
+def test_ping_flood_from_a_peer_that_never_reads_costs_bounded_memory(
+    procs: Procs, framing: str
+) -> None:
     # A long ping_timeout keeps the heartbeat out of it during the attack:
     # what is measured is the cost of the Pongs alone.
-    result = attack(procs, "--flood", "ping", "--no-read", ping_timeout=10.0)
+    result = attack(procs, "--flood", "ping", "--no-read", ping_timeout=10.0, framing=framing)
     report("ping flood, peer never reads", result)
     assert_watcher_on_schedule(result)
     assert result.rss_peak - result.rss_before < MEMORY_BUDGET

@@ -24,11 +24,12 @@ STREAM = 1024 * 1024  # 1 MiB/s: 6.4 times what the reader takes
 
 
 def test_slow_reader_is_not_failed_while_the_data_ahead_of_our_ping_drains(
-    procs: Procs,
+    procs: Procs, framing: str
 ) -> None:
     interval, timeout, duration = 0.5, 1.0, 5.0
     server = procs.server(
         *server_options(interval, timeout, 1.0, "--stream", str(STREAM)),
+        framing=framing,
     )
     port = server.wait_for("listening")["port"]
     reader = procs.python_peer(
@@ -40,7 +41,7 @@ def test_slow_reader_is_not_failed_while_the_data_ahead_of_our_ping_drains(
     closed = server.wait_for("close")
     timeouts = server.of("timeout")
     record(
-        "slow reader",
+        f"slow reader ({framing})",
         stream_bytes_per_s=STREAM,
         read_bytes_per_s=READ_CHUNK / READ_EVERY,
         ping_timeout=timeout,
@@ -52,7 +53,13 @@ def test_slow_reader_is_not_failed_while_the_data_ahead_of_our_ping_drains(
     )
     assert timeouts == []
     assert reader.of("close", code=1011) == []
-    assert closed["code"] == 1000 and closed["wasClean"]
+    if framing == "autobahn":
+        assert closed["code"] == 1000 and closed["wasClean"], closed
+    else:
+        # Twisted answers the reader's Close but closes TCP only once its
+        # megabytes have drained, which they never do: the close_timeout
+        # abort (1 s here) is what ends it.
+        assert closed["t"] - done["t"] < 1.0 + 0.5, (closed, done)
     # The first round trip waited for the data ahead of it: seconds, not ms.
     assert closed["pongs"] >= 1 and closed["latency"] > timeout
 

@@ -76,7 +76,7 @@ def _get(port: int, path: str) -> tuple[http.client.HTTPResponse, bytes]:
     [
         ("/", "demo.html", "text/html; charset=utf-8"),
         ("/?pingInterval=1000", "demo.html", "text/html; charset=utf-8"),
-        ("/keepalive.js", "keepalive.js", "application/javascript; charset=utf-8"),
+        ("/keepalive.js", "keepalive.js", "text/javascript; charset=utf-8"),
     ],
 )
 def test_plain_get_serves_the_demo_page_and_the_module(

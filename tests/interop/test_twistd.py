@@ -63,6 +63,14 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         "--external-url=",
         "--backlog=",
         "[default: 4096]",
+        "--drain-grace= Seconds a stop keeps serving",
+        "[default: 0]",
+        "--drain-spread= Seconds over which a stop spreads the 1001s",
+        "[default: 5.0]",
+        "--demo= 'on' to serve the demo page at /",
+        "[default: on]",
+        "--cors-origin=",
+        "[default: same origin only]",
     ]:
         assert expected in help_text
 
@@ -90,6 +98,20 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         (["--no-such-option"], "option --no-such-option not recognized"),
         (["--metrics", "tcp:nine"], "--metrics 'tcp:nine' is not a usable endpoint"),
         (["--browser-heartbeat", "maybe"], "--browser-heartbeat must be on or off"),
+        (["--listen", "tcp:99999"], "the port must be a whole number from 0 to 65535"),
+        (["--listen", "tcp:-5"], "the port must be a whole number from 0 to 65535, not '-5'"),
+        (["--listen", "tcp6:port=70000"], "the port must be a whole number from 0 to 65535"),
+        (["--listen", "ssl:99999"], "the port must be a whole number from 0 to 65535"),
+        (["--metrics", "tcp:65536"], "--metrics 'tcp:65536' is not a usable endpoint"),
+        (["--listen", "unix:/nonexistent/run/ws.sock"], "the folder /nonexistent/run does not"),
+        (["--listen", "tcp:0:interface=999.1.1.1"], "the interface '999.1.1.1' is not an address"),
+        (["--listen", "tcp:0:interface=192.0.2.1"], "cannot listen on 192.0.2.1 port 0"),
+        (["--drain-grace", "-1"], "--drain-grace must be a number of seconds, 0 or more"),
+        (["--drain-spread", "soon"], "--drain-spread must be a number of seconds, 0 or more"),
+        (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
+        (["--demo", "maybe"], "--demo must be on or off"),
+        (["--cors-origin", "ftp://files.example.com"], "--cors-origin must be * or an origin"),
+        (["--cors-origin", "https://app.example.com/js"], "--cors-origin must be * or an origin"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
@@ -403,7 +425,7 @@ def test_backlog_option_applies_unless_the_endpoint_sets_one(twistd: StartServer
 def test_sigterm_closes_peers_with_1001_and_exits_0(
     twistd: StartServer, peers: StartPeer, peer_kind: str
 ) -> None:
-    server = twistd()
+    server = twistd("--drain-spread", "0")
     clients = [peers(peer_kind, "client", server.url) for _ in range(3)]
     for client in clients:
         client.wait_for("open")

@@ -169,9 +169,7 @@ class BusyPeerTests(RealPeerCase):
     def test_peer_silent_from_the_start_is_failed_within_the_usual_bound(self) -> Any:
         recording = Recording()
         port = self.serve(recording, **FAST)
-        peer = self.peer(
-            "raw_slow_frame", "127.0.0.1", str(port), "--size", "0", "--linger", "5"
-        )
+        peer = self.peer("raw_slow_frame", "127.0.0.1", str(port), "--size", "0", "--linger", "5")
         yield peer.wait_for("sent")
         peer.signal(signal.SIGSTOP)
         start = time.monotonic()

@@ -11,16 +11,39 @@ import {
   backoffDelay,
   DEFAULTS,
   Heartbeat,
+  KeepaliveErrorEvent,
   KeepaliveSocket,
 } from '../../twisted_keepalive/static/keepalive.js';
 
 const PING = /^\x00wsk1 ping ([A-Za-z0-9_-]{1,64})$/;
 const URL = 'ws://server.test/feed';
 
-/** A WebSocket class whose instances the test drives, and the list of them. */
+/**
+ * A WebSocket class whose instances the test drives, and the list of them.
+ * Like Node's `ws` (and older browsers), it ignores addEventListener's
+ * options: a listener registered with {signal} is never removed by aborting.
+ */
 function fakeWebSockets() {
   const sockets = [];
   class FakeWebSocket extends EventTarget {
+    #listeners = new Map(); // type -> Set of listeners
+
+    addEventListener(type, listener) {
+      super.addEventListener(type, listener);
+      if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+      this.#listeners.get(type).add(listener);
+    }
+
+    removeEventListener(type, listener) {
+      super.removeEventListener(type, listener);
+      this.#listeners.get(type)?.delete(listener);
+    }
+
+    /** How many listeners each event type has now. */
+    listenerCounts() {
+      return Object.fromEntries([...this.#listeners].map(([type, set]) => [type, set.size]));
+    }
+
     binaryType = 'blob';
     readyState = 0;
     sent = [];
@@ -114,17 +137,17 @@ function fakeClock(t) {
 /** Record every event a KeepaliveSocket dispatches. */
 function record(socket) {
   const events = [];
-  for (const type of ['open', 'message', 'latency', 'close']) {
+  for (const type of ['open', 'message', 'latency', 'close', 'error']) {
     socket.addEventListener(type, (event) => events.push(event));
   }
   events.of = (type) => events.filter((event) => event.type === type);
   return events;
 }
 
-function setUp(t, options = {}) {
+function setUp(t, options = {}, url = URL) {
   const clock = fakeClock(t);
   const { FakeWebSocket, sockets } = fakeWebSockets();
-  const socket = new KeepaliveSocket(URL, { WebSocket: FakeWebSocket, ...options });
+  const socket = new KeepaliveSocket(url, { WebSocket: FakeWebSocket, ...options });
   const events = record(socket);
   return { clock, sockets, socket, events };
 }
@@ -397,6 +420,263 @@ describe('reconnect', () => {
   });
 });
 
+describe('sockets given up on', () => {
+  test('an abandoned socket keeps no listener of ours but an error sink', (t) => {
+    const { clock, sockets } = setUp(t, { pingInterval: 1000, pingTimeout: 500 });
+    const [ws] = sockets;
+    ws.open();
+    assert.deepEqual(ws.listenerCounts(), { open: 1, message: 1, close: 1, error: 2 });
+    clock.advance(500); // no reply: abandoned
+    assert.deepEqual(ws.listenerCounts(), { open: 0, message: 0, close: 0, error: 1 });
+  });
+
+  test("an abandoned socket's late close does not end the next connection", (t) => {
+    const { clock, sockets, socket, events } = setUp(t, { pingInterval: 1000, pingTimeout: 500 });
+    sockets[0].open();
+    clock.advance(500); // abandoned
+    clock.advance(Math.ceil(events.of('close')[0].reconnectDelay));
+    sockets[1].open();
+    sockets[0].closed(1006); // the dead server's TCP finally gives up
+    sockets[0].open(); // and nothing else from it counts either
+    sockets[0].receive('late');
+    assert.equal(socket.readyState, KeepaliveSocket.OPEN);
+    assert.equal(sockets.length, 2, 'no reconnection started');
+    assert.equal(events.of('close').length, 1);
+    assert.equal(events.of('open').length, 2);
+    assert.deepEqual(events.of('message'), []);
+  });
+
+  test("an abandoned socket's error is swallowed, not thrown, not forwarded", (t) => {
+    const { clock, sockets, socket, events } = setUp(t, { connectTimeout: 300 });
+    const errors = [];
+    socket.addEventListener('error', (event) => errors.push(event));
+    const socketErrors = [];
+    clock.advance(300); // the handshake never came: abandoned while connecting
+    // Node's ws now emits `error` on an EventEmitter: a listener must exist.
+    sockets[0].addEventListener('error', (event) => socketErrors.push(event));
+    sockets[0].dispatchEvent(new Event('error'));
+    assert.equal(socketErrors.length, 1);
+    assert.equal(events.of('close').length, 1);
+    assert.deepEqual(errors, []);
+  });
+});
+
+describe('errors', () => {
+  test("the current socket's error is forwarded, then its close", (t) => {
+    const { sockets, socket, events } = setUp(t);
+    const errors = [];
+    socket.addEventListener('error', (event) => errors.push(event));
+    const cause = new Error('connect ECONNREFUSED 127.0.0.1:1');
+    sockets[0].dispatchEvent(Object.assign(new Event('error'), { error: cause, message: cause.message }));
+    sockets[0].closed(1006);
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof KeepaliveErrorEvent);
+    assert.equal(errors[0].error, cause);
+    assert.equal(errors[0].message, 'connect ECONNREFUSED 127.0.0.1:1');
+    assert.equal(events.of('close').length, 1);
+  });
+
+  test('a browser-style error without details is forwarded with error null', (t) => {
+    const { sockets, socket } = setUp(t);
+    const errors = [];
+    socket.addEventListener('error', (event) => errors.push(event));
+    sockets[0].dispatchEvent(new Event('error'));
+    assert.deepEqual([errors[0].error, errors[0].message], [null, '']);
+  });
+
+  test('the error that close() itself causes is not reported', (t) => {
+    const { sockets, socket } = setUp(t);
+    const errors = [];
+    socket.addEventListener('error', (event) => errors.push(event));
+    socket.close(); // while connecting: implementations report an error
+    sockets[0].dispatchEvent(new Event('error'));
+    sockets[0].closed(1006);
+    assert.deepEqual(errors, []);
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+  });
+});
+
+/** Let promises settle (setImmediate is not among the mocked timers). */
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('maxRetries', () => {
+  function refuse(ws) {
+    ws.closed(1006);
+  }
+
+  test('after maxRetries failed attempts it gives up: close with reconnectDelay null, CLOSED', (t) => {
+    const { clock, sockets, socket, events } = setUp(t, { maxRetries: 2 });
+    refuse(sockets[0]); // the first attempt, then two retries
+    clock.advance(1000);
+    refuse(sockets[1]);
+    clock.advance(2000);
+    refuse(sockets[2]);
+    assert.deepEqual(events.of('close').map((event) => event.reconnectDelay !== null), [true, true, false]);
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+    assert.equal(clock.pendingTimers(), 0);
+    clock.advance(60000);
+    assert.equal(sockets.length, 3);
+  });
+
+  test('the count starts over once the server answers a heartbeat', (t) => {
+    const { clock, sockets, events } = setUp(t, { maxRetries: 1 });
+    refuse(sockets[0]);
+    clock.advance(1000);
+    sockets[1].open();
+    sockets[1].answerPings();
+    sockets[1].closed(1001, 'going away');
+    assert.notEqual(events.of('close').at(-1).reconnectDelay, null, 'one retry again');
+  });
+
+  test('maxRetries 0 never reconnects', (t) => {
+    const { sockets, socket, events } = setUp(t, { maxRetries: 0 });
+    sockets[0].open();
+    sockets[0].closed(1001);
+    assert.equal(events.of('close')[0].reconnectDelay, null);
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+  });
+
+  test('maxRetries must be a whole number or Infinity', () => {
+    const { FakeWebSocket } = fakeWebSockets();
+    for (const bad of [-1, 1.5, '3', null, Number.NaN]) {
+      assert.throws(() => new KeepaliveSocket(URL, { WebSocket: FakeWebSocket, maxRetries: bad }), /maxRetries must be/);
+    }
+  });
+});
+
+describe('reconnect()', () => {
+  test('drops the open socket with 1000 "reconnect" and connects again at once', (t) => {
+    const { sockets, socket, events } = setUp(t);
+    sockets[0].open();
+    socket.reconnect();
+    assert.deepEqual(sockets[0].closedWith, { code: 1000, reason: 'reconnect' });
+    assert.equal(sockets.length, 2);
+    assert.equal(socket.readyState, KeepaliveSocket.CONNECTING);
+    const [close] = events.of('close');
+    assert.deepEqual([close.code, close.reason, close.reconnectDelay], [1000, 'reconnect', 0]);
+    sockets[0].closed(1000, 'reconnect'); // its own close event reaches nobody
+    assert.equal(events.of('close').length, 1);
+    sockets[1].open();
+    assert.equal(socket.readyState, KeepaliveSocket.OPEN);
+  });
+
+  test('starts the backoff over', (t) => {
+    t.mock.method(Math, 'random', () => 0.999);
+    const { clock, sockets, socket, events } = setUp(t);
+    for (let i = 0; i < 4; i += 1) {
+      sockets.at(-1).closed(1006);
+      clock.advance(Math.ceil(events.of('close').at(-1).reconnectDelay));
+    }
+    socket.reconnect();
+    sockets.at(-1).closed(1006);
+    assert.equal(Math.round(events.of('close').at(-1).reconnectDelay / 0.999), 1000);
+  });
+
+  test('while waiting to reconnect: connects now, and the wait is cancelled', (t) => {
+    const { clock, sockets, socket } = setUp(t);
+    sockets[0].closed(1006);
+    socket.reconnect();
+    assert.equal(sockets.length, 2);
+    assert.equal(clock.pendingTimers(), 1, 'the connect timeout only');
+    clock.advance(1000);
+    assert.equal(sockets.length, 2);
+  });
+
+  test('after close(), or once retries ran out, starts again', (t) => {
+    const { sockets, socket } = setUp(t, { maxRetries: 0 });
+    sockets[0].closed(1006);
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+    socket.reconnect();
+    sockets[1].open();
+    assert.equal(socket.readyState, KeepaliveSocket.OPEN);
+    socket.close();
+    sockets[1].closed(1000);
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+    socket.reconnect();
+    assert.equal(sockets.length, 3);
+    assert.equal(socket.readyState, KeepaliveSocket.CONNECTING);
+  });
+});
+
+describe('URL provider', () => {
+  test('is called for every attempt, and may answer with a promise', async (t) => {
+    const urls = ['ws://a.test/', 'ws://b.test/'];
+    const calls = [];
+    const provider = () => {
+      calls.push(performance.now());
+      const url = urls[calls.length - 1];
+      return calls.length === 1 ? url : Promise.resolve(new globalThis.URL(url));
+    };
+    const { clock, sockets, socket } = setUp(t, {}, provider);
+    assert.equal(sockets.length, 0, 'asked a microtask later');
+    assert.equal(socket.url, '');
+    await settle();
+    assert.equal(sockets[0].url, 'ws://a.test/');
+    assert.equal(socket.url, 'ws://a.test/');
+    sockets[0].closed(1006);
+    clock.advance(1000);
+    await settle();
+    assert.equal(sockets[1].url, 'ws://b.test/');
+    assert.equal(socket.url, 'ws://b.test/');
+    assert.equal(calls.length, 2);
+  });
+
+  test('a provider that fails is an attempt that failed: error, close 1006, backoff', async (t) => {
+    let fail = true;
+    const provider = () => (fail ? Promise.reject(new Error('no token')) : 'ws://ok.test/');
+    const { clock, sockets, socket, events } = setUp(t, {}, provider);
+    const errors = [];
+    socket.addEventListener('error', (event) => errors.push(event));
+    await settle();
+    assert.equal(sockets.length, 0);
+    assert.equal(errors[0].error.message, 'no token');
+    const [close] = events.of('close');
+    assert.deepEqual([close.code, close.reason, close.wasClean], [1006, 'no URL: no token', false]);
+    assert.notEqual(close.reconnectDelay, null);
+    fail = false;
+    clock.advance(1000);
+    await settle();
+    assert.equal(sockets.length, 1);
+  });
+
+  test('an answer that comes after the connect timeout is dropped', async (t) => {
+    const answers = [];
+    const provider = () => new Promise((resolve) => answers.push(resolve));
+    const { clock, sockets, events } = setUp(t, { connectTimeout: 500 }, provider);
+    await settle();
+    clock.advance(500);
+    assert.equal(events.of('close')[0].reason, 'keepalive connect timeout');
+    answers[0]('ws://late.test/');
+    await settle();
+    assert.equal(sockets.length, 0);
+  });
+
+  test('close() while it is answering: no socket is ever made', async (t) => {
+    let answer;
+    const { sockets, socket } = setUp(t, {}, () => new Promise((resolve) => (answer = resolve)));
+    await settle();
+    socket.close();
+    assert.equal(socket.readyState, KeepaliveSocket.CLOSED);
+    answer('ws://late.test/');
+    await settle();
+    assert.equal(sockets.length, 0);
+  });
+});
+
+describe('send() while not open', () => {
+  test('throws InvalidStateError saying nothing is queued, also while reconnecting', (t) => {
+    const { sockets, socket } = setUp(t);
+    sockets[0].open();
+    sockets[0].closed(1006);
+    assert.throws(() => socket.send('lost?'), {
+      name: 'InvalidStateError',
+      message: /messages are not queued/,
+    });
+    socket.close();
+    assert.throws(() => socket.send('late'), { name: 'InvalidStateError', message: /closed/ });
+  });
+});
+
 describe('close()', () => {
   test('closes the socket and leaves no timer behind', (t) => {
     const { clock, sockets, socket, events } = setUp(t, { pingInterval: 1000, pingTimeout: 500 });
@@ -448,6 +728,7 @@ describe('options', () => {
       reconnect: true,
       reconnectDelay: 1000,
       reconnectDelayMax: 30000,
+      maxRetries: Infinity,
     });
   });
 

@@ -11,6 +11,7 @@ process whose memory is measured.  It prints one JSON object per line
                         [--close-timeout S] [--first-ping-spread F]
                         [--stream BYTES_PER_S] [--chunk BYTES]
                         [--app-ping-every S] [--quiet]
+                        [--framing autobahn|twisted]
 
 ``--stream`` sends binary messages at that rate to every connection whose
 request path is ``/stream``, without flow control (``transport.write``
@@ -19,6 +20,10 @@ our kernel send buffer and then Twisted's.  Other paths get an echo server.
 ``--app-ping-every`` makes every connection call ``ping()`` that often and
 count how its Deferreds settle.  ``--quiet`` leaves out per-connection
 ``open`` events (``close`` and ``timeout`` are always printed).
+``--framing twisted`` serves the same on Twisted's own WebSocket API
+(``with_keepalive`` in a ``twisted.web`` Site); its ``close`` events say
+``code: null`` (Twisted tells the application no close code) and
+``wasClean`` is whether the TCP connection closed cleanly.
 
 Events (``t`` is ``time.monotonic()``; ``conn`` numbers connections from 1)::
 
@@ -43,7 +48,7 @@ Commands on stdin::
                    blocking work), then print "blocked"
     quit           stop the reactor and exit 0
 
-Only the standard library, Twisted, Autobahn and twisted_keepalive are used.
+Only the standard library, Twisted (and wsproto), Autobahn and twisted_keepalive are used.
 """
 
 from __future__ import annotations
@@ -65,8 +70,8 @@ from twisted.internet import reactor, stdio, task
 from twisted.protocols.basic import LineReceiver
 
 from twisted_keepalive import KeepaliveMixin, Timeout, collect_stats, set_keepalive_options
-from twisted_keepalive.autobahn.link import Link
 from twisted_keepalive.core.wheel import TimerWheel
+from twisted_keepalive.glue.link import KeepaliveLink
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -99,6 +104,18 @@ class Counters:
         self.fired = 0
         self.failed = 0
 
+    def track(self, pinged: Any) -> None:
+        """Count one ``ping()`` Deferred and how it settles."""
+        self.issued += 1
+
+        def fired(_: float) -> None:
+            self.fired += 1
+
+        def failed(_: object) -> None:
+            self.failed += 1
+
+        pinged.addCallbacks(fired, failed)
+
     def as_dict(self) -> dict[str, int]:
         pending = self.issued - self.fired - self.failed
         return {"issued": self.issued, "fired": self.fired, "failed": self.failed,
@@ -107,7 +124,7 @@ class Counters:
 
 _conn_ids = itertools.count(1)
 #: The timers a connection's keepalive may leave behind if it leaks.
-KEEPALIVE_TIMER_OWNERS = (Link, TimerWheel)
+KEEPALIVE_TIMER_OWNERS = (KeepaliveLink, TimerWheel)
 
 
 class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
@@ -145,32 +162,13 @@ class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
         self.streamed += self.options.chunk
 
     def _app_ping(self) -> None:
-        counters = self.app_pings
-        counters.issued += 1
-
-        def fired(_: float) -> None:
-            counters.fired += 1
-
-        def failed(_: object) -> None:
-            counters.failed += 1
-
-        self.ping().addCallbacks(fired, failed)
+        self.app_pings.track(self.ping())
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.sendMessage(payload, isBinary)
 
     def onKeepaliveTimeout(self, timeout: Timeout) -> None:
-        emit(
-            "timeout",
-            conn=self.conn,
-            cause=timeout.cause.value,
-            waited=timeout.waited,
-            lateness=timeout.lateness,
-            idle=timeout.idle,
-            queued=timeout.queued,
-            latency=timeout.latency,
-            t=time.monotonic(),
-        )
+        emit_timeout(self.conn, timeout)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         for call in (self._streamer, self._app_pinger):
@@ -191,10 +189,108 @@ class ServerProtocol(KeepaliveMixin, WebSocketServerProtocol):
         )
 
 
+def emit_timeout(conn: int, timeout: Timeout) -> None:
+    emit(
+        "timeout",
+        conn=conn,
+        cause=timeout.cause.value,
+        waited=timeout.waited,
+        lateness=timeout.lateness,
+        idle=timeout.idle,
+        queued=timeout.queued,
+        latency=timeout.latency,
+        t=time.monotonic(),
+    )
+
+
+class WebServerProtocol:
+    """The same server on Twisted's own WebSocket API: no base class."""
+
+    options: argparse.Namespace
+    app_pings: Counters
+
+    def __init__(self, request: Any) -> None:
+        self.conn = next(_conn_ids)
+        self.path = request.path.decode()
+        self.peer = "tcp4:{0.host}:{0.port}".format(request.getClientAddress())
+        self.streamed = 0
+        self.pongs = 0
+        self.transport: Any = None
+        self._calls: list[task.LoopingCall] = []
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        options = self.options
+        if not options.quiet:
+            emit("open", conn=self.conn, peer=self.peer, path=self.path, t=time.monotonic())
+        if options.stream and self.path == "/stream":
+            streamer = task.LoopingCall(self._stream)
+            self._calls.append(streamer)
+            streamer.start(options.chunk / options.stream, now=True)
+        if options.app_ping_every:
+            pinger = task.LoopingCall(self._app_ping)
+            self._calls.append(pinger)
+            pinger.start(options.app_ping_every, now=False)
+
+    def _stream(self) -> None:
+        if self.transport.keepalive_timeout is not None:
+            return
+        try:
+            self.transport.sendBytesMessage(b"\x00" * self.options.chunk)
+        except Exception:
+            return  # closing: Twisted refuses data now
+        self.streamed += self.options.chunk
+
+    def _app_ping(self) -> None:
+        self.app_pings.track(self.transport.ping())
+
+    def textMessageReceived(self, message: str) -> None:
+        self.transport.sendTextMessage(message)
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        self.transport.sendBytesMessage(data)
+
+    def pongReceived(self, payload: bytes) -> None:
+        self.pongs += 1
+
+    def keepaliveTimedOut(self, timeout: Timeout) -> None:
+        emit_timeout(self.conn, timeout)
+
+    def connectionLost(self, reason: Any) -> None:
+        from twisted.internet.error import ConnectionDone
+
+        for call in self._calls:
+            if call.running:
+                call.stop()
+        self._calls = []
+        timeout = self.transport.keepalive_timeout if self.transport is not None else None
+        emit(
+            "close",
+            conn=self.conn,
+            code=None,
+            reason="keepalive ping timeout" if timeout is not None else str(reason.value),
+            wasClean=reason.check(ConnectionDone) is not None,
+            latency=self.transport.latency if self.transport is not None else 0.0,
+            pongs=self.pongs,
+            streamed=self.streamed,
+            t=time.monotonic(),
+        )
+
+
+class WebFactory:
+    def __init__(self, protocol: type[WebServerProtocol]) -> None:
+        self.protocol = protocol
+
+    def buildProtocol(self, request: Any) -> WebServerProtocol:
+        return self.protocol(request)
+
+
 class Commands(LineReceiver):
     delimiter = b"\n"
 
-    def __init__(self, factory: WebSocketServerFactory, app_pings: Counters) -> None:
+    def __init__(self, factory: Any, app_pings: Counters) -> None:
         self.factory = factory
         self.app_pings = app_pings
 
@@ -232,7 +328,9 @@ class Commands(LineReceiver):
             delayed_calls=len(calls),
             keepalive_calls=len(ours),
             app_pings=self.app_pings.as_dict(),
-            protocols=sum(1 for o in gc.get_objects() if isinstance(o, ServerProtocol)),
+            protocols=sum(
+                1 for o in gc.get_objects() if isinstance(o, (ServerProtocol, WebServerProtocol))
+            ),
             t=time.monotonic(),
         )
 
@@ -258,9 +356,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=16384, help="bytes per streamed message")
     parser.add_argument("--app-ping-every", type=float, default=0.0)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--framing", choices=("autobahn", "twisted"), default="autobahn")
     options = parser.parse_args(argv)
 
     app_pings = Counters()
+    if options.framing == "twisted":
+        factory, site = web_server(options, app_pings)
+    else:
+        factory = site = autobahn_server(options, app_pings)
+    collect_stats(factory)
+    port = reactor.listenTCP(  # type: ignore[attr-defined]
+        options.port, site, backlog=4096, interface=options.host
+    )
+    stdio.StandardIO(Commands(factory, app_pings))
+    emit("listening", port=port.getHost().port, pid=os.getpid())
+    reactor.run()  # type: ignore[attr-defined]
+    return 0
+
+
+def web_server(options: argparse.Namespace, app_pings: Counters) -> tuple[Any, Any]:
+    from twisted.web.server import Site
+    from twisted.web.websocket import WebSocketResource
+
+    from twisted_keepalive.web import with_keepalive
+
+    protocol = type(
+        "WebServer", (WebServerProtocol,), {"options": options, "app_pings": app_pings}
+    )
+    factory = with_keepalive(
+        WebFactory(protocol),
+        ping_interval=options.ping_interval,
+        ping_timeout=options.ping_timeout,
+        close_timeout=options.close_timeout,
+        first_ping_spread=options.first_ping_spread,
+    )
+    resource = WebSocketResource(factory)
+    resource.isLeaf = True  # every path, /stream too
+    return factory, Site(resource, timeout=None)
+
+
+def autobahn_server(options: argparse.Namespace, app_pings: Counters) -> Any:
     # The URL only names the server in the handshake; any port will do.
     factory = WebSocketServerFactory(f"ws://{options.host}")
     factory.protocol = type(
@@ -273,14 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         close_timeout=options.close_timeout,
         first_ping_spread=options.first_ping_spread,
     )
-    collect_stats(factory)
-    port = reactor.listenTCP(  # type: ignore[attr-defined]
-        options.port, factory, backlog=4096, interface=options.host
-    )
-    stdio.StandardIO(Commands(factory, app_pings))
-    emit("listening", port=port.getHost().port, pid=os.getpid())
-    reactor.run()  # type: ignore[attr-defined]
-    return 0
+    return factory
 
 
 if __name__ == "__main__":

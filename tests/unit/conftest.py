@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 from twisted.logger import LogEvent, globalLogPublisher
 
+from .framings import NO_WEB_FRAMING, WEB_FRAMING
+
 
 @pytest.fixture
 def logged() -> Iterator[list[LogEvent]]:
@@ -15,3 +17,14 @@ def logged() -> Iterator[list[LogEvent]]:
     globalLogPublisher.addObserver(events.append)
     yield events
     globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture(
+    params=[
+        "autobahn",
+        pytest.param("twisted", marks=pytest.mark.skipif(not WEB_FRAMING, reason=NO_WEB_FRAMING)),
+    ]
+)
+def framing(request: pytest.FixtureRequest) -> str:
+    """Each framing in turn: the behavioural tests run on both."""
+    return str(request.param)

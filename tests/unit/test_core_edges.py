@@ -14,12 +14,12 @@ from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from twisted_keepalive import Cause, ConnectionClosed, KeepaliveStats
-from twisted_keepalive.autobahn import transport as probes
 from twisted_keepalive.core.heartbeat import Heartbeat
 from twisted_keepalive.core.ledger import MAX_UNANSWERED_KEEPALIVES
 from twisted_keepalive.core.phase import Phase
 from twisted_keepalive.core.verdict import Deadline, Evidence, Timeout, Verdict, judge
 from twisted_keepalive.core.wheel import TimerWheel
+from twisted_keepalive.glue import transport as probes
 
 from .wire import (
     CLOSE,

@@ -64,5 +64,16 @@ def test_reactor_lag_gauges() -> None:
     assert samples[("twisted_keepalive_reactor_lag_seconds", ())] == 1.0
     assert samples[("twisted_keepalive_reactor_lag_max_seconds", ())] == 1.0
     clock.advance(0.5)
+    # A scrape resets nothing: a second Prometheus server sees the same worst.
+    again = scrape(registry)
+    assert again[("twisted_keepalive_reactor_lag_seconds", ())] == 0.0
+    assert again[("twisted_keepalive_reactor_lag_max_seconds", ())] == 1.0
+    assert again[("twisted_keepalive_reactor_lag_probes_seconds_count", ())] == 2
+    assert again[("twisted_keepalive_reactor_lag_probes_seconds_sum", ())] == 1.0
+    assert again[("twisted_keepalive_reactor_lag_probes_seconds_bucket", (("le", "1.0"),))] == 2
+    assert again[("twisted_keepalive_reactor_lag_probes_seconds_bucket", (("le", "0.5"),))] == 1
+    # The worst is that of the last minute: once the stall is older, it goes.
+    for _ in range(122):
+        clock.advance(0.5)
     assert scrape(registry)[("twisted_keepalive_reactor_lag_max_seconds", ())] == 0.0
     lag.stop()

@@ -1,18 +1,17 @@
 """
 KeepaliveMixin on real Autobahn protocols over an in-memory transport, driven
-by ``task.Clock``: every assertion is about frames on the wire, Deferreds, or
-timers left behind.
+by ``task.Clock``: what only Autobahn's framing has (class and factory
+settings, ``onClose`` figures, Autobahn's own auto-ping and closing timer).
+What both framings promise is in ``test_behaviour.py``.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 from twisted.python.failure import Failure
@@ -20,25 +19,12 @@ from twisted.python.failure import Failure
 from twisted_keepalive import (
     ConnectionClosed,
     KeepaliveMixin,
-    PingInFlight,
     set_keepalive_options,
 )
-from twisted_keepalive.core.heartbeat import MAX_UNANSWERED_KEEPALIVES
 
-from .wire import CLOSE, PING, TEXT, EchoClient, EchoServer, open_client, open_server, result_of
+from .wire import CLOSE, EchoServer, open_server, result_of
 
 # -- 1. schedule -------------------------------------------------------------
-
-
-def test_pings_go_out_every_interval_after_the_handshake() -> None:
-    peer = open_server(EchoServer)
-    times = []
-    for _ in range(36):
-        peer.clock.advance(0.125)
-        for payload in peer.pings():
-            times.append(peer.clock.seconds())
-            peer.pong(payload)
-    assert times == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_next_ping_is_measured_ping_to_ping_less_latency() -> None:
@@ -54,53 +40,7 @@ def test_next_ping_is_measured_ping_to_ping_less_latency() -> None:
     assert len(peer.pings()) == 1
 
 
-def test_only_one_keepalive_ping_is_in_flight() -> None:
-    class Patient(EchoServer):
-        ping_interval = 1.0
-        ping_timeout = 5.0
-
-    peer = open_server(Patient)
-    peer.clock.advance(1.0)
-    assert len(peer.pings()) == 1
-    peer.clock.advance(3.0)
-    assert peer.pings() == []
-
-
-def test_client_protocol_pings_with_masked_frames() -> None:
-    peer = open_client(EchoClient)
-    peer.clock.advance(1.0)
-    raw = peer.transport.value()
-    assert raw[0] == 0x80 | PING and raw[1] & 0x80, "client frames must be masked"
-    [payload] = peer.pings()
-    peer.clock.advance(0.1)
-    peer.pong(payload)
-    assert peer.protocol.latency == pytest.approx(0.1)
-
-
 # -- 2. timeout ----------------------------------------------------------------
-
-
-def test_silent_peer_is_failed_with_1011_and_aborted_after_close_timeout(
-    logged: list[LogEvent],
-) -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    assert len(peer.pings()) == 1
-    peer.clock.advance(0.49)
-    assert peer.frames() == []
-    peer.clock.advance(0.01)
-    [(opcode, payload)] = peer.frames()
-    assert opcode == CLOSE
-    assert payload == (1011).to_bytes(2, "big") + b"keepalive ping timeout"
-    [warning] = [e for e in logged if e.get("keepalive_event") == "timeout"]
-    assert warning["log_level"].name == "warn"
-    assert warning["peer"] == "tcp4:127.0.0.1:40000"
-    assert warning["ping_timeout"] == 0.5
-    assert warning["waited"] == pytest.approx(0.5)
-    assert warning["cause"].value == "peer_silent"
-    assert not peer.transport.aborted
-    peer.clock.advance(2.0)
-    assert peer.transport.aborted
 
 
 def test_peer_that_answers_the_close_is_not_aborted() -> None:
@@ -141,79 +81,6 @@ def test_aborted_connection_reports_the_keepalive_timeout_to_on_close() -> None:
     assert reason == 'connection was closed uncleanly ("keepalive ping timeout")'
 
 
-def test_pong_just_before_the_deadline_keeps_the_connection() -> None:
-    peer = open_server(EchoServer)
-    for _ in range(10):
-        peer.clock.advance(1.0)
-        [payload] = peer.pings()
-        peer.clock.advance(0.49)
-        peer.pong(payload)
-    assert all(opcode != CLOSE for opcode, _ in peer.seen)
-
-
-# -- 3. None disables ------------------------------------------------------------
-
-
-def test_without_timeout_pings_continue_and_silence_never_fails() -> None:
-    class NoTimeout(EchoServer):
-        ping_timeout = None
-
-    peer = open_server(NoTimeout)
-    pings = []
-    for _ in range(100):
-        peer.clock.advance(0.5)
-        pings += peer.pings()
-    assert len(pings) == 50
-    assert len(set(pings)) == 50
-    assert all(opcode == PING for opcode, _ in peer.seen)
-    # Unanswered keepalive pings are not remembered forever.
-    assert peer.protocol._keepalive_link.heartbeat.in_flight == MAX_UNANSWERED_KEEPALIVES
-
-
-def test_without_interval_no_pings_but_ping_still_works() -> None:
-    class NoKeepalive(EchoServer):
-        ping_interval = None
-
-    peer = open_server(NoKeepalive)
-    peer.clock.advance(1000.0)
-    assert peer.frames() == []
-    assert peer.clock.getDelayedCalls() == []
-    deferred = peer.protocol.ping(b"hello")
-    assert peer.pings() == [b"hello"]
-    peer.clock.advance(0.25)
-    peer.pong(b"hello")
-    assert result_of(deferred) == pytest.approx(0.25)
-    assert peer.protocol.latency == pytest.approx(0.25)
-
-
-# -- 4. pong matching --------------------------------------------------------------
-
-
-def test_pong_fires_its_ping_and_every_earlier_one_with_own_latency() -> None:
-    peer = open_server(EchoServer)
-    first = peer.protocol.ping(b"1")
-    peer.clock.advance(0.1)
-    second = peer.protocol.ping(b"2")
-    peer.clock.advance(0.1)
-    third = peer.protocol.ping(b"3")
-    peer.clock.advance(0.1)
-    peer.pong(b"2")
-    assert result_of(first) == pytest.approx(0.3)
-    assert result_of(second) == pytest.approx(0.2)
-    assert not third.called
-    peer.pong(b"3")
-    assert result_of(third) == pytest.approx(0.1)
-
-
-def test_unsolicited_and_unknown_pongs_are_ignored() -> None:
-    peer = open_server(EchoServer)
-    peer.clock.advance(1.0)
-    peer.pings()
-    peer.pong(b"unsolicited")
-    peer.pong(b"")
-    peer.clock.advance(0.5)
-    assert [opcode for opcode, _ in peer.frames()] == [CLOSE]
-    assert peer.protocol.latency == 0.0
 
 
 # -- 5. cleanup --------------------------------------------------------------------
@@ -233,77 +100,6 @@ def test_close_cancels_every_timer_and_fails_pending_pings() -> None:
     assert failure.value.code == 1000
     assert failure.value.reason == "bye"
 
-
-def test_lost_connection_without_handshake_leaves_no_timer() -> None:
-    peer = open_server(EchoServer)
-    pending = peer.protocol.ping()
-    peer.lose()
-    assert peer.clock.getDelayedCalls() == []
-    failure = result_of(pending)
-    assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code == 1006
-
-
-def test_timeout_fails_pending_pings_with_1011() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    pending = peer.protocol.ping(b"app")
-    peer.clock.advance(0.5)
-    failure = result_of(pending)
-    assert failure.value.code == 1011
-    assert failure.value.reason == "keepalive ping timeout"
-    peer.clock.advance(2.0)
-    peer.lose()
-    assert peer.clock.getDelayedCalls() == []
-
-
-# -- ping() ------------------------------------------------------------------------
-
-
-def test_ping_without_data_uses_unique_payloads() -> None:
-    peer = open_server(EchoServer)
-    for _ in range(20):
-        peer.protocol.ping()
-    payloads = peer.pings()
-    assert len(set(payloads)) == 20
-
-
-def test_ping_encodes_str_as_utf8() -> None:
-    peer = open_server(EchoServer)
-    peer.protocol.ping("héllo")
-    assert peer.pings() == ["héllo".encode()]
-
-
-def test_ping_refuses_bad_data_at_once() -> None:
-    peer = open_server(EchoServer)
-    with pytest.raises(ValueError, match="125 bytes"):
-        peer.protocol.ping(b"x" * 126)
-    with pytest.raises(TypeError, match="bytes, str or None"):
-        peer.protocol.ping(42)
-    peer.protocol.ping(b"x" * 125)
-    peer.protocol.ping(b"same")
-    with pytest.raises(PingInFlight, match="already waiting"):
-        peer.protocol.ping(b"same")
-
-
-def test_ping_on_closing_or_closed_connection_fails_instead_of_hanging() -> None:
-    peer = open_server(EchoServer)
-    peer.protocol.sendClose(1000)
-    failure = result_of(peer.protocol.ping())
-    assert isinstance(failure.value, ConnectionClosed)
-    peer.lose()
-    failure = result_of(peer.protocol.ping())
-    assert isinstance(failure.value, ConnectionClosed)
-
-
-def test_cancelled_ping_stops_waiting_for_its_pong() -> None:
-    peer = open_server(EchoServer)
-    deferred = peer.protocol.ping(b"c")
-    deferred.cancel()
-    assert isinstance(result_of(deferred).value, CancelledError)
-    peer.pong(b"c")
-    # The payload is free again.
-    peer.protocol.ping(b"c")
 
 
 # -- 6. protocols that never call super() -------------------------------------------
@@ -391,8 +187,14 @@ def test_factory_options_override_class_and_instance_overrides_factory() -> None
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [(-1, ValueError), (0, ValueError), (math.nan, ValueError), (math.inf, ValueError),
-     ("5", TypeError), (True, TypeError)],
+    [
+        (-1, ValueError),
+        (0, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+    ],
 )
 def test_bad_settings_fail_early_naming_the_setting(value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"Bad\.ping_interval must be a positive number"):
@@ -424,37 +226,6 @@ def test_an_injected_clock_wins_over_the_factory_reactor() -> None:
     assert len(peer.pings()) == 1
 
 
-def test_ping_works_inside_on_open() -> None:
-    results: list[Deferred[float]] = []
-
-    class Eager(EchoServer):
-        def onOpen(self) -> None:
-            results.append(self.ping(b"hello"))
-
-    peer = open_server(Eager)
-    assert peer.pings() == [b"hello"]
-    peer.clock.advance(0.125)
-    peer.pong(b"hello")
-    assert result_of(results[0]) == 0.125
-
-
-def test_first_pings_of_simultaneous_connections_spread_over_the_interval() -> None:
-    class Spread(EchoServer):
-        first_ping_spread = 1.0
-
-    clock = Clock()
-    random.seed(20261125)  # the spread is random; the test must not be
-    peers = [open_server(Spread, clock) for _ in range(200)]
-    first_ping_at: list[float] = []
-    for _ in range(8):
-        clock.advance(0.125)
-        first_ping_at += [clock.seconds() for peer in peers if peer.pings()]
-    assert len(first_ping_at) == 200, "every first ping within one interval"
-    per_slot = [first_ping_at.count(t) for t in sorted(set(first_ping_at))]
-    # Without the spread all 200 would land in the last slot.
-    assert len(per_slot) == 8 and max(per_slot) < 200 / 8 * 2
-
-
 def test_first_ping_spread_must_be_a_fraction() -> None:
     with pytest.raises(ValueError, match="first_ping_spread must be a number from 0 to 1"):
         type("Bad", (EchoServer,), {"first_ping_spread": 1.5})
@@ -463,37 +234,6 @@ def test_first_ping_spread_must_be_a_fraction() -> None:
 
 
 # -- browser heartbeat ---------------------------------------------------------------------
-
-
-def test_browser_heartbeats_are_answered_and_kept_from_on_message() -> None:
-    messages: list[bytes] = []
-
-    class Page(EchoServer):
-        browser_heartbeat = True
-
-        def onMessage(self, payload: bytes, isBinary: bool) -> None:
-            messages.append(payload)
-
-    peer = open_server(Page)
-    peer.receive(TEXT, b"\x00wsk1 ping 17")
-    peer.receive(TEXT, b"hello")
-    peer.receive(TEXT, b"\x00wsk1 ping bad token!")
-    peer.receive(TEXT, b"\x00wsk9 future")
-    assert peer.frames() == [(TEXT, b"\x00wsk1 pong 17")]
-    assert messages == [b"hello"]
-
-
-def test_browser_heartbeats_are_ordinary_messages_unless_opted_in() -> None:
-    messages: list[bytes] = []
-
-    class Plain(EchoServer):
-        def onMessage(self, payload: bytes, isBinary: bool) -> None:
-            messages.append(payload)
-
-    peer = open_server(Plain)
-    peer.receive(TEXT, b"\x00wsk1 ping 17")
-    assert peer.frames() == []
-    assert messages == [b"\x00wsk1 ping 17"]
 
 
 def test_browser_heartbeat_setting_must_be_a_bool() -> None:

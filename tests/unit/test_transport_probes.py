@@ -11,7 +11,7 @@ import socket
 from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 
-from twisted_keepalive.autobahn.transport import (
+from twisted_keepalive.glue.transport import (
     TWISTED_BUFFER_ATTRIBUTES,
     buffer_is_empty,
     direct_socket,

@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 
 from twisted_keepalive import Cause, KeepaliveStats, ReactorLag, Timeout, collect_stats
 
-from .wire import CLOSE, TEXT, EchoServer, frame, open_server
+from .wire import EchoServer, open_server
 
 
 def open_with_stats(
@@ -23,38 +23,6 @@ def open_with_stats(
         protocol_class, factory_setup=lambda f: holder.append(collect_stats(f)), **options
     )
     return peer, holder[0]
-
-
-def test_peer_sending_a_large_frame_is_not_failed_and_answers_after_it() -> None:
-    peer = open_server(EchoServer)
-    peer.clock.advance(1.0)
-    [payload] = peer.pings()
-    big = frame(TEXT, b"x" * 100_000)
-    # The frame trickles in over 3 s, six times ping_timeout; the Pong comes
-    # right behind its last byte.
-    for i in range(30):
-        if i:
-            peer.clock.advance(0.1)
-        peer.protocol.dataReceived(big[i * len(big) // 30 : (i + 1) * len(big) // 30])
-    assert all(opcode != CLOSE for opcode, _ in peer.frames())
-    peer.pong(payload)
-    assert peer.protocol.latency == pytest.approx(2.9)
-    assert peer.protocol.state == peer.protocol.STATE_OPEN
-
-
-def test_peer_that_stops_mid_frame_is_failed_ping_timeout_after_its_last_byte() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    peer.pings()
-    big = frame(TEXT, b"x" * 10_000)
-    peer.protocol.dataReceived(big[:5000])
-    peer.clock.advance(0.4)
-    peer.protocol.dataReceived(big[5000:6000])
-    peer.clock.advance(0.4)
-    assert peer.frames() == []
-    # Due 0.5 s after the last byte, at most one 20 ms timer slot late.
-    peer.clock.advance(0.12)
-    assert [opcode for opcode, _ in peer.frames()] == [CLOSE]
 
 
 def test_timeout_hook_and_counters_say_why() -> None:

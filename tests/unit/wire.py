@@ -148,8 +148,17 @@ def open_server(
     protocol.clock = clock
     transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
     protocol.makeConnection(transport)
+    upgrade(protocol.dataReceived, transport)
+    return Peer(protocol, transport, clock)
+
+
+def upgrade(deliver: Any, transport: StringTransport) -> None:
+    """
+    Send a client's opening handshake through ``deliver``, check the 101
+    response, and keep only what the server wrote after it (in its open hook).
+    """
     key = base64.b64encode(os.urandom(16))
-    protocol.dataReceived(
+    deliver(
         b"GET / HTTP/1.1\r\nHost: 127.0.0.1:9000\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n"
@@ -157,9 +166,7 @@ def open_server(
     response, _, frames_after = transport.value().partition(b"\r\n\r\n")
     assert response.startswith(b"HTTP/1.1 101"), response
     transport.clear()
-    # Keep what the protocol wrote right after the handshake (in onOpen).
     transport.io.write(frames_after)
-    return Peer(protocol, transport, clock)
 
 
 def open_client(

@@ -1,71 +1,44 @@
 """
 What the adapter keeps on an Autobahn factory: the keepalive options given
-with :func:`set_keepalive_options`, one timer wheel per clock the factory's
-connections run on, and whether the auto-ping warning was logged.  All of it
-lives in one :class:`FactoryRecord`, so nothing else is stuck on the factory.
+with :func:`set_keepalive_options`, the configs and wheels every framing's
+factory shares (:mod:`twisted_keepalive.glue.record`), and whether the
+auto-ping warning was logged.  All of it lives in one :class:`FactoryRecord`,
+so nothing else is stuck on the factory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from twisted.logger import Logger
 
-from ..core.config import DEFAULT_PING_INTERVAL, KeepaliveConfig, validate_setting
-from ..core.wheel import DEFAULT_GRID, TimerWheel
+from ..core.config import DEFAULT_PING_INTERVAL, validate_setting
+from ..glue.record import MAX_SHARED_CONFIGS, NO_OPTIONS, SharedRecord
 from .settings import FACTORY_RECORD
 
 _log = Logger(namespace="twisted_keepalive")
 
-#: Distinct settings combinations a factory shares configs for.
-MAX_SHARED_CONFIGS = 64
+__all__ = [
+    "MAX_SHARED_CONFIGS",
+    "FactoryRecord",
+    "disable_autoping",
+    "factory_record",
+    "set_keepalive_options",
+]
 
-_NO_OPTIONS: Mapping[str, float | bool | None] = MappingProxyType({})
 
-
-class FactoryRecord:
+class FactoryRecord(SharedRecord):
     """
-    The keepalive state of one factory, shared by its connections.
-
-    :ivar options: the settings given with :func:`set_keepalive_options`.
-    :ivar grid: seconds, the slot width of wheels made from now on.
+    What an Autobahn factory shares (see :class:`SharedRecord`), and whether
+    the auto-ping warning was logged for it.
     """
 
-    __slots__ = ("autoping_warned", "configs", "grid", "options", "wheels")
+    __slots__ = ("autoping_warned",)
 
     def __init__(self) -> None:
-        self.options = _NO_OPTIONS
-        self.grid = DEFAULT_GRID
-        self.wheels: dict[Any, TimerWheel] = {}
-        self.configs: dict[tuple[Any, ...], KeepaliveConfig] = {}
+        super().__init__()
         self.autoping_warned = False
-
-    def config_for(self, *values: Any) -> KeepaliveConfig:
-        """
-        The :class:`KeepaliveConfig` of these settings (in its field order),
-        one shared value for all the connections that resolve to them: a
-        config per connection would cost more memory than the keepalive.
-        """
-        config = self.configs.get(values)
-        if config is None:
-            config = KeepaliveConfig(*values)
-            # Per-connection settings could make the combinations endless.
-            if len(self.configs) < MAX_SHARED_CONFIGS:
-                self.configs[values] = config
-        return config
-
-    def wheel_for(self, clock: Any, now: Callable[[], float]) -> TimerWheel:
-        """The one wheel for this factory's connections on ``clock``."""
-        wheel = self.wheels.get(clock)
-        if wheel is None:
-            wheel = self.wheels[clock] = TimerWheel(clock, now, self.grid)
-        return wheel
-
-    def waiting(self) -> int:
-        """Connections of this factory with a deadline on a wheel."""
-        return sum(len(wheel) for wheel in self.wheels.values())
 
 
 def factory_record(factory: Any) -> FactoryRecord:
@@ -92,15 +65,15 @@ def set_keepalive_options(factory: object, **options: float | bool | None) -> No
     one protocol instance overrides both.
 
     :param factory: an Autobahn WebSocket server or client factory.
-    :param ping_interval: seconds between keepalive pings; ``None`` disables
+    :keyword ping_interval: seconds between keepalive pings; ``None`` disables
         keepalive and heartbeat.  Default 20.0.
-    :param ping_timeout: seconds to wait for a Pong; ``None`` disables the
+    :keyword ping_timeout: seconds to wait for a Pong; ``None`` disables the
         heartbeat only.  Default 20.0.
-    :param close_timeout: seconds between the 1011 Close frame of a keepalive
+    :keyword close_timeout: seconds between the 1011 Close frame of a keepalive
         timeout and the abort of the TCP connection.  Default 10.0.
-    :param first_ping_spread: fraction (0 to 1) of the first interval over
+    :keyword first_ping_spread: fraction (0 to 1) of the first interval over
         which first Pings are spread at random.  Default 1.0.
-    :param browser_heartbeat: answer the heartbeat messages of
+    :keyword browser_heartbeat: answer the heartbeat messages of
         ``keepalive.js`` (and keep them from ``onMessage``).  Default False.
     :raises TypeError: an unknown setting or a value that is not a number.
     :raises ValueError: a value that is not a positive, finite number of
@@ -109,7 +82,7 @@ def set_keepalive_options(factory: object, **options: float | bool | None) -> No
     """
     validated = {name: validate_setting(name, value) for name, value in options.items()}
     record = getattr(factory, FACTORY_RECORD, None)
-    current = _NO_OPTIONS if record is None else record.options
+    current = NO_OPTIONS if record is None else record.options
     merged = {**current, **validated}
     auto_ping = getattr(factory, "autoPingInterval", 0)
     if auto_ping and merged.get("ping_interval", DEFAULT_PING_INTERVAL) is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from autobahn.websocket.protocol import WebSocketProtocol
 
-#: Autobahn's dispatchers that :class:`~twisted_keepalive.KeepaliveMixin`
+#: Autobahn's dispatchers that :class:`twisted_keepalive.autobahn.mixin.KeepaliveMixin`
 #: wraps: every event the keepalive needs passes through one of them.
 HOOKED_METHODS = (
     "_onOpen",

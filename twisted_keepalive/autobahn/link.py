@@ -1,14 +1,13 @@
 """
-One connection's keepalive on Autobahn: the :class:`Link` feeds the core
-:class:`~twisted_keepalive.core.heartbeat.Heartbeat` the connection's events
-and carries out what it returns -- the next deadline on the factory's timer
-wheel, the keepalive Ping as a ready-made frame, the 1011 Close and the abort.
-Waiters are fired only after the core has returned, so no callback of the
-application re-enters it.
+One connection's keepalive on Autobahn: what the framing-neutral
+:class:`KeepaliveLink <twisted_keepalive.glue.link.KeepaliveLink>` leaves to
+each framing -- whether the connection is open, the keepalive Ping as a
+ready-made frame, what Autobahn shows of the peer's progress, Close 1011
+through the route Autobahn leaves open, and the application's hooks.
 
-The per-Ping path, top to bottom: :meth:`Link.wheel_fired` →
-:meth:`Link.wake` → :meth:`Link.send_keepalive`; then the Pong through
-:meth:`Link.pong_received`, which moves the wheel slot.
+The per-Ping path, top to bottom: ``KeepaliveLink.wheel_fired`` →
+``KeepaliveLink.wake`` → :meth:`Link.send_keepalive`; then the Pong through
+``KeepaliveLink.pong_received``, which moves the wheel slot.
 """
 
 from __future__ import annotations
@@ -16,51 +15,30 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.logger import Logger
-
-from ..core.config import KeepaliveConfig
 from ..core.errors import ConnectionClosed
-from ..core.heartbeat import Heartbeat
 from ..core.stats import KeepaliveStats
-from ..core.verdict import Evidence, Timeout, Verdict
+from ..core.verdict import Evidence, Timeout
 from ..core.wheel import TimerWheel
-from . import transport as probes
-from .closing import (
-    TIMEOUT_CLOSE_CODE,
-    TIMEOUT_CLOSE_REASON,
-    abort,
-    log_timeout,
-    send_timeout_close,
-)
+from ..glue import transport as probes
+from ..glue.link import KeepaliveLink
+from .closing import send_timeout_close
 from .pongs import PongPacer, needs_pacing
 
-_log = Logger(namespace="twisted_keepalive")
 
-
-class Link:
+class Link(KeepaliveLink):
     """The keepalive of one Autobahn connection: its core and its timers."""
 
+    TIMEOUT_HOOK_FAILED = "onKeepaliveTimeout of {protocol!r} raised; closing the connection anyway"
+
     __slots__ = (
-        "abort_call",
-        "clock",
-        "closed",
-        "config",
         "frame",
         "frame_at",
         "head",
-        "heartbeat",
         "masked",
-        "now",
         "pongs",
         "protocol",
-        "recheck_call",
-        "rx_at",
-        "slot",
         "sock",
-        "stats",
-        "timer_at",
         "tx_mark",
-        "wheel",
     )
 
     def __init__(
@@ -71,19 +49,8 @@ class Link:
         wheel: TimerWheel,
         stats: KeepaliveStats | None,
     ) -> None:
+        super().__init__(clock, now, wheel, stats)
         self.protocol = protocol
-        self.clock = clock
-        self.now = now
-        self.wheel = wheel
-        self.stats = stats
-        self.heartbeat = Heartbeat()
-        self.config: KeepaliveConfig | None = None
-        self.closed: ConnectionClosed | None = None
-        self.slot: int | None = None
-        self.timer_at: float | None = None
-        self.recheck_call: Any = None
-        self.abort_call: Any = None
-        self.rx_at = now()
         self.frame: Any = None
         self.frame_at = 0.0
         self.tx_mark = 0
@@ -92,53 +59,29 @@ class Link:
         self.sock: Any = None
         self.pongs: PongPacer | None = None
 
-    # -- the schedule -------------------------------------------------------
+    # -- the framing --------------------------------------------------------
 
-    def reschedule(self) -> None:
-        """Put the connection on the wheel slot of the core's ``wake_at``."""
-        wake_at = self.heartbeat.wake_at
-        self.timer_at = wake_at
-        wheel = self.wheel
-        slot = self.slot
-        if wake_at is None:
-            if slot is not None:
-                wheel.remove(self, slot)
-                self.slot = None
-            return
-        new = wheel.slot_of(wake_at)
-        if new == slot:
-            return
-        if slot is not None:
-            # Moving is two dict operations: cheap enough for every Pong, so
-            # a Ping is never more than one slot late.
-            wheel.remove(self, slot)
-        wheel.add(self, new)
-        self.slot = new
-
-    def wheel_fired(self) -> None:
-        self.slot = None
-        self.wake()
-
-    def wake(self) -> None:
-        heartbeat = self.heartbeat
-        if not self.protocol_open():
-            # Closing: Autobahn's closing handshake (and our abort, if we
-            # started it) decides from here.
-            heartbeat.halt()
-        else:
-            verdict = heartbeat.wake(self.now())
-            if verdict is Verdict.PING:
-                self.send_keepalive()
-            elif verdict is Verdict.RECHECK:
-                # Let the reactor poll the socket once before judging: it runs
-                # due timers before reading, so a Pong that arrived while it
-                # was blocked has not been read yet.
-                self.recheck_call = self.clock.callLater(0, self.judge)
-        self.reschedule()
-
-    def protocol_open(self) -> bool:
+    def is_open(self) -> bool:
         protocol = self.protocol
         return bool(protocol.state == protocol.STATE_OPEN)
+
+    def peer(self) -> str:
+        return str(self.protocol.peer)
+
+    def application(self) -> Any:
+        return self.protocol
+
+    def tcp_transport(self) -> Any:
+        return self.protocol.transport
+
+    def report_latency(self, latency: float) -> None:
+        self.protocol.onLatency(latency)
+
+    def report_timeout(self, timeout: Timeout) -> None:
+        self.protocol.onKeepaliveTimeout(timeout)
+
+    def send_timeout_close(self) -> None:
+        send_timeout_close(self.protocol)
 
     # -- the keepalive Ping ---------------------------------------------------
 
@@ -197,30 +140,11 @@ class Link:
             # Remember how much had left when the Ping was queued, so that a
             # slow reader still draining our data is not taken for dead.
             heartbeat.queued_behind(before - queued)
-        stats = self.stats
-        if stats is not None:
-            stats.keepalive_ping_sent(heartbeat.ping_lateness)
 
-    # -- Pongs and the peer's Pings -------------------------------------------
-
-    def pong_received(self, payload: bytes) -> None:
-        heartbeat = self.heartbeat
-        settled = heartbeat.pong_received(payload, self.now())
-        if settled is None:
-            return
-        if heartbeat.wake_at != self.timer_at:
-            self.reschedule()
-        latency = heartbeat.latency
-        stats = self.stats
-        if stats is not None:
-            stats.observe_latency(latency)
-        for waiter, round_trip in settled:
-            if not waiter.called:
-                waiter.callback(round_trip)
-        self.protocol.onLatency(latency)
+    # -- the peer's Pings ------------------------------------------------------
 
     def admit_ping(self, payload: bytes) -> bool:
-        """Whether the peer's Ping is answered now (see :mod:`.pongs`)."""
+        """Whether the peer's Ping is answered now (see :mod:`pongs`)."""
         pacer = self.pongs
         if pacer is None:
             if not needs_pacing(self.protocol.transport):
@@ -237,92 +161,22 @@ class Link:
 
     # -- verdicts ---------------------------------------------------------------
 
-    def judge(self) -> None:
-        self.recheck_call = None
-        if not self.protocol_open():
-            self.heartbeat.halt()
-            self.reschedule()
-            return
+    def evidence(self) -> Evidence:
         protocol = self.protocol
         queued = probes.unsent(protocol.transport)
         written = protocol.trafficStats.outgoingOctetsWireLevel
         frame = getattr(protocol, "current_frame", None)
-        evidence = Evidence(
+        return Evidence(
             received_at=self.rx_at,
             mid_frame=frame is not None and frame is self.frame,
             frame_began_at=self.frame_at,
             delivered=None if queued is None else written - queued,
             queued=queued,
         )
-        heartbeat = self.heartbeat
-        if heartbeat.judge(self.now(), evidence) is Verdict.TIMEOUT:
-            assert heartbeat.timeout is not None
-            self.fail(heartbeat.timeout)
-        else:
-            self.reschedule()
-
-    def fail(self, timeout: Timeout) -> None:
-        """Carry out a timeout verdict: hook, 1011 Close, abort timer, waiters."""
-        config = self.config
-        assert config is not None
-        protocol = self.protocol
-        log_timeout(protocol.peer, timeout, config.close_timeout)
-        stats = self.stats
-        if stats is not None:
-            stats.timeouts[timeout.cause] += 1
-        self.closed = ConnectionClosed(TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON)
-        self.reschedule()
-        try:
-            protocol.onKeepaliveTimeout(timeout)
-        except Exception:
-            _log.failure(
-                "onKeepaliveTimeout of {protocol!r} raised; closing the connection anyway",
-                protocol=protocol,
-            )
-        send_timeout_close(protocol)
-        # A dead peer never answers the Close, and a full send buffer may
-        # never let it out: the abort is what frees the connection.
-        self.abort_call = self.clock.callLater(config.close_timeout, self.abort)
-        self.fail_waiters(self.closed)
-
-    def abort(self) -> None:
-        self.abort_call = None
-        config = self.config
-        abort(self.protocol, None if config is None else config.close_timeout)
 
     # -- the end ----------------------------------------------------------------
 
-    def fail_waiters(self, closed: ConnectionClosed) -> None:
-        # The core hands each waiter out once; a waiter the application
-        # already fired or cancelled (perhaps from another one's errback) is
-        # left alone.
-        for waiter in self.heartbeat.close():
-            if not waiter.called:
-                waiter.errback(ConnectionClosed(closed.code, closed.reason))
-
     def stop(self, closed: ConnectionClosed) -> None:
-        """The connection is gone: cancel every timer, fail every waiter."""
-        if self.closed is None:
-            self.closed = closed
-        for name in ("recheck_call", "abort_call"):
-            call = getattr(self, name)
-            if call is not None:
-                setattr(self, name, None)
-                if call.active():
-                    call.cancel()
         if self.pongs is not None:
             self.pongs.stop()
-        self.heartbeat.halt()
-        self.reschedule()
-        stats = self.stats
-        if stats is not None:
-            self.stats = None
-            stats.closed += 1
-        self.fail_waiters(self.closed)
-
-    def not_open(self) -> ConnectionClosed:
-        """Why :meth:`ping` cannot send now."""
-        closed = self.closed
-        if closed is not None:
-            return ConnectionClosed(closed.code, closed.reason)
-        return ConnectionClosed(None, "the WebSocket connection is closing")
+        super().stop(closed)

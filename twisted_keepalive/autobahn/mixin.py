@@ -1,18 +1,15 @@
 """
 :class:`KeepaliveMixin`: Autobahn's events in, through the
-:class:`~twisted_keepalive.autobahn.link.Link` of each connection.
+:class:`twisted_keepalive.autobahn.link.Link` of each connection.
 
 The mixin wraps Autobahn's internal dispatchers (see
-:mod:`~twisted_keepalive.autobahn.hooks` for why) and does nothing else with
+:mod:`twisted_keepalive.autobahn.hooks` for why) and does nothing else with
 them but hand the event on; its public face is the settings, ``latency``,
 ``ping()`` and two hooks for the application.
 """
 
 from __future__ import annotations
 
-import functools
-import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred, fail
@@ -29,6 +26,7 @@ from ..core.config import (
 )
 from ..core.errors import ConnectionClosed
 from ..core.verdict import Timeout
+from ..glue.pings import ping_payload, send_application_ping
 from .factory import disable_autoping, factory_record
 from .hooks import require_autobahn_hooks
 from .link import Link
@@ -37,6 +35,7 @@ from .settings import KeepaliveMeta, Setting
 __all__ = ["KeepaliveMixin"]
 
 require_autobahn_hooks()
+
 
 class KeepaliveMixin(metaclass=KeepaliveMeta):
     """
@@ -155,35 +154,13 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         :raises PingInFlight: a Ping with the same payload is already waiting
             for its Pong.
         """
-        if data is None:
-            payload = None
-        elif isinstance(data, bytes):
-            payload = data
-        elif isinstance(data, str):
-            payload = data.encode("utf-8")
-        else:
-            raise TypeError(f"ping data must be bytes, str or None, not {type(data).__name__}")
-        if payload is not None and len(payload) > 125:
-            raise ValueError(
-                f"ping data must be at most 125 bytes (RFC 6455 control frame), not {len(payload)}"
-            )
+        payload = ping_payload(data)
         link = self._keepalive_link
         if link is None:
             return fail(ConnectionClosed(None, "the WebSocket connection is not open yet"))
-        heartbeat = link.heartbeat
-        if self.state != self.STATE_OPEN or not heartbeat.accepts_pings:
+        if self.state != self.STATE_OPEN or not link.heartbeat.accepts_pings:
             return fail(link.not_open())
-        if payload is None:
-            payload = heartbeat.new_payload()
-        waiter: Deferred[float] = Deferred(
-            functools.partial(_forget_ping, heartbeat.forget, payload)
-        )
-        heartbeat.ping_sent(payload, link.now(), waiter)
-        link.send_ping(payload)
-        stats = link.stats
-        if stats is not None:
-            stats.pings_sent += 1
-        return waiter
+        return send_application_ping(link, payload)
 
     # -- hooks for applications ---------------------------------------------
 
@@ -296,38 +273,17 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         )
 
     def _keepalive_new_link(self) -> Link:
-        clock: Any = self.clock
-        if clock is not None:
-            # An injected clock is the only time there is.
-            now: Any = clock.seconds
-        else:
-            # A real reactor's seconds() is wall-clock time, which jumps;
-            # latency and deadlines are measured on the monotonic clock.
-            clock = getattr(self.factory, "reactor", None)
-            if clock is None:
-                from twisted.internet import reactor as clock
-            now = time.monotonic
-        wheel = factory_record(self.factory).wheel_for(clock, now)
-        # The wheel's own copy: one bound method per clock, not per connection.
-        now = wheel.now
+        wheel = factory_record(self.factory).connection_wheel(
+            self.clock, getattr(self.factory, "reactor", None)
+        )
         stats = getattr(self.factory, "keepalive_stats", None)
-        if stats is not None:
-            stats.opened += 1
-        return self._keepalive_link_class(self, clock, now, wheel, stats)
+        # The wheel's own clock and time: one bound method per clock, not per
+        # connection.
+        return self._keepalive_link_class(self, wheel.clock, wheel.now, wheel, stats)
 
     def _keepalive_start(self, link: Link) -> None:
-        config = link.config = self._keepalive_resolve()
+        config = self._keepalive_resolve()
         if config.ping_interval is not None:
             disable_autoping(self)
         link.choose_framing()
-        interval = config.ping_interval
-        first_delay = None
-        if interval is not None and config.first_ping_spread:
-            first_delay = interval * (1.0 - config.first_ping_spread * random.random())
-        link.heartbeat.start(link.now(), interval, config.ping_timeout, first_delay)
-        link.reschedule()
-
-
-def _forget_ping(forget: Any, payload: bytes, waiter: Deferred[float]) -> None:
-    # A cancelled ping() stops waiting for its Pong.
-    forget(payload, waiter)
+        link.begin(config)

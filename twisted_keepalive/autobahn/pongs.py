@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import transport as probes
+from ..glue import transport as probes
 
 #: Bytes in Twisted's write buffer above which Pongs are paced.
 PONG_BACKLOG_LIMIT = 64 * 1024

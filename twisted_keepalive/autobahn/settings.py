@@ -3,8 +3,9 @@ Keepalive settings as attributes of a protocol class, checked when assigned.
 
 A setting can be given on the protocol class (in its body or assigned later,
 ``Chat.ping_interval = cfg.interval``), per factory
-(:func:`~twisted_keepalive.set_keepalive_options`) or on one connection
-(``self.ping_interval = 5`` in ``onConnect``).  Whatever the route, the value
+(:func:`twisted_keepalive.set_keepalive_options
+<twisted_keepalive.autobahn.factory.set_keepalive_options>`) or on one
+connection (``self.ping_interval = 5`` in ``onConnect``).  Whatever the route, the value
 is validated at the moment it is assigned and stored behind a
 :class:`Setting` descriptor, which resolves the precedence when the
 connection opens: the connection's own value, then the factory's, then the
@@ -66,7 +67,7 @@ def checked_setting(owner: type, name: str, value: object) -> Setting:
 
 class KeepaliveMeta(type):
     """
-    The metaclass of :class:`~twisted_keepalive.KeepaliveMixin`: a setting
+    The metaclass of :class:`twisted_keepalive.autobahn.mixin.KeepaliveMixin`: a setting
     in a class body or assigned to the class later is validated then and
     kept behind its descriptor, and a class whose bases would let
     Autobahn's dispatchers run instead of the mixin's is refused.

@@ -18,7 +18,7 @@ class PingInFlight(KeepaliveError, ValueError):
 class ConnectionClosed(KeepaliveError):
     """
     The connection went away (or was never open) while a :meth:`ping
-    <twisted_keepalive.KeepaliveMixin.ping>` waited for its Pong.
+    <twisted_keepalive.autobahn.mixin.KeepaliveMixin.ping>` waited for its Pong.
 
     :ivar code: the WebSocket close code where known (1011 after a keepalive
         timeout, 1006 for a connection lost without a closing handshake),

@@ -174,7 +174,7 @@ class Heartbeat:
     def judge(self, now: float, evidence: Evidence) -> Verdict:
         """
         After :attr:`Verdict.RECHECK`, with the socket read: time out, or
-        postpone the deadline (rules in :func:`~.verdict.judge`).
+        postpone the deadline (rules in :func:`twisted_keepalive.core.verdict.judge`).
 
         :return: :attr:`Verdict.WAIT` (the Pong came meanwhile, or the
             deadline moved to :attr:`wake_at`) or :attr:`Verdict.TIMEOUT`.

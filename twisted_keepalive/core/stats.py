@@ -39,7 +39,7 @@ class KeepaliveStats:
     :ivar closed: of those, connections that have gone away.
     :ivar pings_sent: keepalive and application Pings sent.
     :ivar pongs_received: Pongs that matched a Ping (each measured a latency).
-    :ivar timeouts: heartbeat timeouts by :class:`~twisted_keepalive.Cause`.
+    :ivar timeouts: heartbeat timeouts by :class:`twisted_keepalive.Cause`.
     :ivar latency_counts: how many round trips fell in each bucket of
         :data:`LATENCY_BUCKETS` (not cumulative; one extra slot for "more").
     :ivar latency_sum: seconds, the sum of all measured round trips.
@@ -82,7 +82,6 @@ class KeepaliveStats:
         self.latency_sum += seconds
         self.latency_counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
-
     def keepalive_ping_sent(self, lateness: float) -> None:
         """
         Count one keepalive Ping that went out ``lateness`` seconds after its
@@ -116,23 +115,44 @@ class ReactorLag:
     tells a stalled server from dead peers.  One timer per process: cheap
     enough to leave on.
 
+    Reading it changes nothing, so any number of scrapers see the same
+    figures: every probe goes into a histogram (:attr:`counts`, over
+    :data:`LATENESS_BUCKETS`), and :meth:`recent_worst` is the worst lag of
+    the last ``window`` seconds.
+
     :param clock: the reactor (an ``IReactorTime``).
     :param interval: seconds between probes; default 0.5.
-    :param now: the monotonic clock; default :func:`time.monotonic`.
+    :param now: the monotonic clock; default ``time.monotonic``.
+    :param window: seconds that :meth:`recent_worst` looks back; default 60.
     :ivar last: seconds, the lag of the latest probe.
     :ivar worst: seconds, the largest lag since :meth:`take_worst` last ran.
+    :ivar counts: probes per bucket of :data:`LATENESS_BUCKETS` (not
+        cumulative; one extra slot for "more").
+    :ivar total: seconds, the sum of every probe's lag.
     """
 
+    #: The window is kept as this many slices, each with its worst lag.
+    SLICES = 12
+
     def __init__(
-        self, clock: Any, interval: float = 0.5, now: Callable[[], float] = time.monotonic
+        self,
+        clock: Any,
+        interval: float = 0.5,
+        now: Callable[[], float] = time.monotonic,
+        window: float = 60.0,
     ) -> None:
         self._clock = clock
         self._interval = interval
         self._now = now
         self._call: Any = None
         self._due = 0.0
+        self._slice = window / self.SLICES
+        #: (slice number, worst lag in it), newest last.
+        self._slices: list[tuple[int, float]] = []
         self.last = 0.0
         self.worst = 0.0
+        self.counts = [0] * (len(LATENESS_BUCKETS) + 1)
+        self.total = 0.0
 
     def start(self) -> None:
         """Start probing."""
@@ -150,6 +170,14 @@ class ReactorLag:
         worst, self.worst = self.worst, 0.0
         return worst
 
+    def recent_worst(self) -> float:
+        """Seconds, the worst lag of the last ``window`` seconds (0 if none)."""
+        oldest = self._slice_now() - self.SLICES + 1
+        return max((worst for number, worst in self._slices if number >= oldest), default=0.0)
+
+    def _slice_now(self) -> int:
+        return int(self._now() // self._slice)
+
     def _schedule(self) -> None:
         self._due = self._now() + self._interval
         self._call = self._clock.callLater(self._interval, self._probe)
@@ -159,4 +187,13 @@ class ReactorLag:
         self.last = lag
         if lag > self.worst:
             self.worst = lag
+        self.counts[bisect_left(LATENESS_BUCKETS, lag)] += 1
+        self.total += lag
+        number = self._slice_now()
+        if self._slices and self._slices[-1][0] == number:
+            if lag > self._slices[-1][1]:
+                self._slices[-1] = (number, lag)
+        else:
+            self._slices.append((number, lag))
+            del self._slices[: -self.SLICES]
         self._schedule()

@@ -14,8 +14,10 @@ from twisted.python import usage
 
 from . import parsing
 from .gc import GC_POLICIES, GC_SCHEDULED
+from .pages import cors_origins
 from .settings import (
     DEFAULT_BACKLOG,
+    DEFAULT_DRAIN_SPREAD,
     DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_WORKER_TIMEOUT,
@@ -49,8 +51,10 @@ class Options(usage.Options):
     longdesc = (
         "Runs a WebSocket server that pings every client and fails the connections of "
         "clients that stop answering (close code 1011). It echoes messages unless "
-        "--protocol names your own Autobahn protocol. SIGTERM or SIGINT closes every "
-        "connection with 1001 'going away', waits at most --close-timeout, and exits 0."
+        "--protocol names your own Autobahn protocol. SIGTERM or SIGINT drains it: /readyz "
+        "turns 503, the server keeps serving for --drain-grace, closes its ports, sends every "
+        "connection 1001 'going away' spread over --drain-spread, waits at most "
+        "--close-timeout, and exits 0; a second signal skips the rest of the grace and spread."
     )
 
     optParameters: list[list[Any]] = [  # noqa: RUF012 -- the shape usage.Options reads
@@ -76,6 +80,28 @@ class Options(usage.Options):
             "Seconds a closing handshake may take (after a keepalive timeout, or at "
             "shutdown) before the TCP connection is aborted. "
             "[default: 10.0, or the close_timeout of a --protocol that subclasses KeepaliveMixin]",
+        ],
+        [
+            "drain-grace",
+            None,
+            "0",
+            "Seconds a stop keeps serving, new connections included, after /readyz turned "
+            "503: behind a load balancer, at least its health-check interval times the "
+            "failures it needs to take the server out (e.g. HAProxy's inter 2s fall 3: 6).",
+        ],
+        [
+            "drain-spread",
+            None,
+            str(DEFAULT_DRAIN_SPREAD),
+            "Seconds over which a stop spreads the 1001s, so that the clients reconnect "
+            "elsewhere at a steady rate, not all at once; 0 sends them together.",
+        ],
+        [
+            "demo",
+            None,
+            "on",
+            "'on' to serve the demo page at /, 'off' to answer 404 there "
+            "(/keepalive.js, /healthz and /readyz are always served).",
         ],
         [
             "browser-heartbeat",
@@ -164,6 +190,7 @@ class Options(usage.Options):
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
         self["allowed-origin"] = []
+        self["cors-origin"] = []
         self._failed = False
 
     @_one_paragraph
@@ -184,6 +211,15 @@ class Options(usage.Options):
         that send no Origin header are always accepted. [default: any origin]
         """
         self["allowed-origin"].append(pattern)
+
+    @_one_paragraph
+    def opt_cors_origin(self, origin: str) -> None:
+        """
+        Let pages of this origin (https://app.example.com, or * for any) load
+        /keepalive.js from this server (Access-Control-Allow-Origin); repeat
+        to allow several. [default: same origin only]
+        """
+        self["cors-origin"].append(origin)
 
     def parseOptions(self, options: list[str] | None = None) -> None:
         try:
@@ -224,6 +260,10 @@ class Options(usage.Options):
             metrics=parsing.metrics_endpoint(self["metrics"]),
             gc=parsing.choice("gc", self["gc"], GC_POLICIES),
             workers=workers,
+            drain_grace=parsing.seconds_or_zero("drain-grace", self["drain-grace"]),
+            drain_spread=parsing.seconds_or_zero("drain-spread", self["drain-spread"]),
+            demo=parsing.on_off("demo", self["demo"]),
+            cors_origins=parsing.checked(cors_origins, self["cors-origin"]),
             worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
         )
 
@@ -237,6 +277,7 @@ class Options(usage.Options):
         for name, *_ in self.optParameters:
             if name not in ("metrics", "workers", "worker-timeout") and self[name] is not None:
                 arguments += [f"--{name}", str(self[name])]
-        for origin in self["allowed-origin"]:
-            arguments += ["--allowed-origin", origin]
+        for repeated in ("allowed-origin", "cors-origin"):
+            for value in self[repeated]:
+                arguments += [f"--{repeated}", value]
         return arguments

@@ -10,10 +10,12 @@ given the mixin.
 
 from __future__ import annotations
 
+import math
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -29,12 +31,14 @@ from twisted_keepalive.core.config import validate_seconds
 from .workers.ports import listen_problem
 
 __all__ = [
+    "checked",
     "choice",
     "external_url",
     "listen_description",
     "metrics_endpoint",
     "on_off",
     "seconds",
+    "seconds_or_zero",
     "server_protocol",
     "whole_number",
     "worker_count",
@@ -62,6 +66,35 @@ def seconds(option: str, text: str, *, allow_off: bool) -> float | None:
         return validate_seconds(f"--{option}", value, allow_none=False)
     except (TypeError, ValueError) as e:
         raise usage.UsageError(f"{e}{'; off disables it' if allow_off else ''}") from None
+
+
+def seconds_or_zero(option: str, text: str) -> float:
+    """Seconds, 0 included (a drain's grace or spread)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value == 0:
+        return 0.0
+    try:
+        checked = validate_seconds(f"--{option}", value, allow_none=False)
+    except ValueError:
+        raise usage.UsageError(
+            f"--{option} must be a number of seconds, 0 or more, not {text!r}"
+        ) from None
+    assert checked is not None
+    return checked
+
+
+_Value = TypeVar("_Value")
+
+
+def checked(check: Callable[[list[str]], _Value], values: list[str]) -> _Value:
+    """``check(values)``, its ``ValueError`` made a usage error."""
+    try:
+        return check(values)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
 
 
 def on_off(option: str, text: str) -> bool:
@@ -139,10 +172,74 @@ def listen_description(description: str, backlog: int) -> str:
     return full
 
 
+#: The endpoint types with a TCP port, and where the port may be written.
+_PORT_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl"})
+
+
+def _port_problem(description: str) -> str | None:
+    # serverFromString takes any integer as a port, any text as an
+    # interface, any path for a socket; listening fails only at start-up,
+    # with a traceback.  Trying a socket now makes each a usage error.
+    kind, *fields = _endpoint_fields(description)
+    if kind == "unix":
+        path = _field(fields, "address") or next((f for f in fields if "=" not in f), "")
+        folder = os.path.dirname(os.path.abspath(path)) if path else ""
+        if folder and not os.path.isdir(folder):
+            return f"the folder {folder} does not exist"
+        return None
+    if kind not in _PORT_ENDPOINT_TYPES:
+        return None
+    given = _field(fields, "port") or next((f for f in fields if "=" not in f), None)
+    if given is None:
+        return None  # serverFromString names what is missing
+    try:
+        port = int(given)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        return f"the port must be a whole number from 0 to 65535, not {given!r}"
+    return _bind_problem(_field(fields, "interface") or "", port, kind == "tcp6")
+
+
+def _bind_problem(interface: str, port: int, ipv6: bool) -> str | None:
+    # What listenTCP will do: bind with SO_REUSEADDR, the family from the
+    # interface's address.  SO_REUSEPORT too, so that a port the workers of
+    # --workers share (a worker checks its options as well) is not "in use".
+    try:
+        family, *_, address = socket.getaddrinfo(
+            interface or ("::" if ipv6 else "0.0.0.0"), port, type=socket.SOCK_STREAM
+        )[0]
+    except (OSError, UnicodeError) as e:
+        return f"the interface {interface!r} is not an address: {_one_line(e)}"
+    with socket.socket(family, socket.SOCK_STREAM) as trial:
+        trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            trial.bind(address)
+        except OSError as e:
+            where = f"{interface or 'every interface'} port {port}"
+            return f"cannot listen on {where}: {e.strerror or _one_line(e)}"
+    return None
+
+
+def _field(fields: list[str], name: str) -> str | None:
+    # Endpoint strings escape ":" as "\:" (an IPv6 interface).
+    for field in fields:
+        key, sep, value = field.partition("=")
+        if sep and key == name:
+            return value.replace("\\:", ":")
+    return None
+
+
 def _check_endpoint(option: str, description: str, built: str | None = None) -> None:
     # Building the endpoint parses the string and loads TLS keys and
     # certificates: a typo fails here, as a usage error, not at startup.
     from twisted.internet import reactor
+
+    problem = _port_problem(description)
+    if problem is not None:
+        raise usage.UsageError(f"--{option} {description!r} is not a usable endpoint: {problem}")
 
     try:
         _server_from_string(reactor, built or description)

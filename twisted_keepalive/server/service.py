@@ -1,7 +1,8 @@
 """
 :func:`build_service`: the one server that :class:`~.settings.Settings`
 describe, assembled: the served class, its factory and protocol options,
-the endpoints, the shutdown, the garbage-collector policy and the metrics.
+the ``twisted.web`` site around it (pages, probes), the endpoints, the
+drain, the garbage-collector policy and the metrics.
 """
 
 from __future__ import annotations
@@ -9,39 +10,55 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from twisted_keepalive import collect_stats, set_keepalive_options
+from twisted_keepalive.serving import ListeningService, QuietSite
 
 from .gc import GarbageCollection, gc_collector
-from .pages import StaticPages
+from .health import Ready, health_children
+from .pages import DEMO_PAGE, MODULE, PackageFile
 from .settings import Settings
 from .shutdown import WebSocketService
+from .site import ServerRoot, TakeoverResource
 from .tracking import ServerFactory, TrackedConnection
 
-__all__ = ["build_service", "served_class"]
+__all__ = ["build_service", "build_site", "served_class"]
 
 _log = Logger(namespace="twisted_keepalive")
 
 # Typed names for the Twisted APIs that have no annotations, so that the rest
 # of the module is checked by mypy --strict.
 _server_from_string: Callable[[Any, str], IStreamServerEndpoint] = endpoints.serverFromString
-_listener: Callable[[IStreamServerEndpoint, Any], StreamServerEndpointService] = (
-    StreamServerEndpointService
-)
 
 
 def served_class(protocol: type[Any]) -> type[Any]:
-    """``protocol`` tracked and serving the static pages, under its own name."""
+    """``protocol`` with its connections tracked, under its own name."""
     # Named as the operator's class, so that log lines name it.
     return type(
-        protocol.__name__,
-        (TrackedConnection, StaticPages, protocol),
-        {"__qualname__": protocol.__qualname__},
+        protocol.__name__, (TrackedConnection, protocol), {"__qualname__": protocol.__qualname__}
     )
+
+
+def build_site(factory: ServerFactory, settings: Settings, ready: Ready) -> QuietSite:
+    """
+    The ``twisted.web`` site of one server: WebSocket upgrades on any path
+    to ``factory``; ``/`` (the demo page, unless ``--demo off``),
+    ``/keepalive.js``, ``/healthz`` and ``/readyz`` to plain requests.
+    """
+    children = {
+        **health_children(ready),
+        b"keepalive.js": PackageFile(*MODULE, cors_origins=settings.cors_origins),
+    }
+    if settings.demo:
+        children[b""] = PackageFile(*DEMO_PAGE)
+    root = ServerRoot(TakeoverResource(factory), children)  # type: ignore[no-untyped-call]
+    # Idle HTTP connections -- a WebSocket client that never sends its
+    # handshake among them -- go after Autobahn's opening-handshake timeout,
+    # as they did before twisted.web parsed the handshake.
+    return QuietSite(root, timeout=factory.openHandshakeTimeout)  # type: ignore[no-untyped-call]
 
 
 def build_service(
@@ -74,7 +91,16 @@ def build_service(
         failByDrop=False,
     )
     set_keepalive_options(factory, **settings.keepalive_given())
-    service = WebSocketService(factory, close_timeout, reactor)
+    ready = Ready()
+    service = WebSocketService(
+        factory,
+        reactor,
+        close_timeout=close_timeout,
+        drain_grace=settings.drain_grace,
+        drain_spread=settings.drain_spread,
+        ready=ready,
+    )
+    site = build_site(factory, settings, ready)
     collection = GarbageCollection(
         settings.gc, reactor, lambda: len(factory.connections), lambda: factory.lost
     )
@@ -82,16 +108,14 @@ def build_service(
         # Only with --metrics: prometheus_client is an optional extra.
         from twisted_keepalive.metrics import MetricsService
 
-        metrics = MetricsService(settings.metrics, [collect_stats(factory)], reactor)
+        metrics = MetricsService(
+            settings.metrics, [collect_stats(factory)], reactor, children=health_children(ready)
+        )
         metrics.registry.register(gc_collector(collection))
         service.addService(metrics)  # type: ignore[no-untyped-call]
     for description in settings.listen:
         made = endpoint(description) if endpoint else _server_from_string(reactor, description)
-        listener = _listener(made, factory)
-        # A port that cannot be bound stops twistd at startup instead of
-        # leaving a server that listens nowhere.
-        listener._raiseSynchronously = True
-        service.addService(listener)  # type: ignore[no-untyped-call]
+        service.add_listener(ListeningService(made, site))
     # Last: what start-up made (the listening ports included) gets frozen.
     service.addService(collection)  # type: ignore[no-untyped-call]
     _log.info(

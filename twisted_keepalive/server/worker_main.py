@@ -17,10 +17,9 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.reactors import NoSuchReactor, installReactor
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
@@ -30,7 +29,9 @@ from twisted.python.failure import Failure
 
 from .options import Options
 from .service import build_service
+from .shutdown import WebSocketService
 from .workers.control import LISTENING, PROBE_REPLY, RETIRE, reactor_name, read_command, read_probe
+from .workers.handshakes import handshakes_under_way
 from .workers.ports import Address, ReusePortEndpoint
 
 __all__ = ["main"]
@@ -62,18 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         reactor,
         endpoint=lambda d: cast(IStreamServerEndpoint, ReusePortEndpoint(reactor, addresses[d])),
     )
-    return _Worker(reactor, service).run()
+    ports = frozenset(address.port for address in addresses.values())
+    return _Worker(reactor, service, ports).run()
 
 
 class _Worker:
     """The worker's life: start, answer the parent, and stop exactly once."""
 
-    def __init__(self, reactor: Any, service: Any) -> None:
+    def __init__(self, reactor: Any, service: WebSocketService, ports: frozenset[int]) -> None:
         self._reactor = reactor
         self._service = service
+        self._ports = ports
         self._failed = False
         self._stopping: Deferred[None] | None = None
         self._reactor_stopped = False
+        self._signals = 0
 
     def run(self) -> int:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -88,11 +92,25 @@ class _Worker:
         return 1 if self._failed else 0
 
     def _on_signal(self, signal_number: int, frame: Any) -> None:
-        self._reactor.callFromThread(self.stop)
+        self._reactor.callFromThread(self._signalled, signal.Signals(signal_number).name)
+
+    def _signalled(self, name: str) -> None:
+        # As for one server: the first stops gracefully (or lets a retire
+        # under way finish), the next ones hurry the drain.
+        self._signals += 1
+        if self._signals == 1:
+            self.stop()
+            return
+        _log.info(
+            "{signal} during the drain: skipping the rest of the grace and spread",
+            signal=name,
+            keepalive_event="drain_hurry",
+        )
+        self._service.hurry()
 
     def _start(self) -> None:
         try:
-            self._service.startService()
+            self._service.startService()  # type: ignore[no-untyped-call]
         except Exception:
             self._failed = True
             _log.failure("worker could not start")
@@ -123,18 +141,25 @@ class _Worker:
         # connection accepted an instant before the retire would otherwise be
         # closed before its 101 -- a failed attempt for a client that did
         # nothing wrong -- where now it opens and gets its 1001 like the rest.
-        await _stop_listening(self._service)
-        await _handshakes_finished(self._service.factory, self._reactor)
-        drain = getattr(self._service, "drain", None)
-        if drain is not None:
-            await drain(grace=False)
-        await maybeDeferred(self._service.stopService)
+        await DeferredList([listener.stop_listening() for listener in self._service.listeners])
+        await self._handshakes_finished()
+        await self._service.drain(grace=False)
+        await self._service.stopService()
+
+    async def _handshakes_finished(self) -> None:
+        connections = self._service.factory.connections
+        deadline = time.monotonic() + _HANDSHAKE_BOUND
+        while time.monotonic() < deadline and (
+            handshakes_under_way(self._reactor, self._ports, connections)
+            or any(c.state == WebSocketServerProtocol.STATE_CONNECTING for c in connections)
+        ):
+            await deferLater(self._reactor, 0.02, lambda: None)
 
     def _shut_down(self) -> Deferred[None] | None:
         # The reactor waits for what this returns before it stops: a retire
         # under way goes on to its end (SIGTERM does not cut it short).
         if self._stopping is None and self._service.running:
-            self._stopping = maybeDeferred(self._service.stopService)
+            self._stopping = self._service.stopService()
         return self._stopping
 
     def stop(self) -> None:
@@ -168,30 +193,6 @@ class _Parent(LineOnlyReceiver):
 #: Seconds a retiring worker waits for the handshakes under way: they take
 #: milliseconds; a client that has sent no request by then is closed.
 _HANDSHAKE_BOUND = 2.0
-
-
-async def _stop_listening(service: Any) -> None:
-    # Until main's drain lets handshakes under way finish on its own: its
-    # listeners stop with stop_listening(); this branch's are child services.
-    listeners = getattr(service, "listeners", None)
-    if listeners is not None:
-        stopping = [listener.stop_listening() for listener in listeners]
-    else:
-        stopping = [
-            maybeDeferred(child.stopService)
-            for child in service
-            if isinstance(child, StreamServerEndpointService)
-        ]
-    await DeferredList(stopping)
-
-
-async def _handshakes_finished(factory: Any, reactor: Any) -> None:
-    deadline = time.monotonic() + _HANDSHAKE_BOUND
-    while time.monotonic() < deadline and any(
-        connection.state == WebSocketServerProtocol.STATE_CONNECTING
-        for connection in factory.connections
-    ):
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 def _devnull() -> int:

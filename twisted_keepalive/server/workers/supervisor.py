@@ -34,7 +34,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..settings import Settings
-from ..shutdown import exit_zero_after_drain
 from .control import WorkerCommand, reactor_name
 from .hangup import OnHangup
 from .liveness import Liveness
@@ -185,11 +184,18 @@ class WorkersService(MultiService):
         """The worker holding seat ``index``, if any."""
         return self.workers.get(index)
 
+    def retire_bound(self) -> float:
+        """Seconds a worker told to retire gets before it is killed: its drain, no grace."""
+        return self.settings.drain_spread + self.settings.close_timeout + _EXIT_GRACE
+
     def stop_bound(self) -> float:
-        """Seconds a worker told to stop or retire gets before it is killed."""
-        # Until the drain settings reach Settings (main's drain work).
-        spread = getattr(self.settings, "drain_spread", None) or 0.0
-        return float(spread) + self.settings.close_timeout + _EXIT_GRACE
+        """Seconds a worker sent SIGTERM gets before it is killed: its whole drain."""
+        return self.settings.drain_grace + self.retire_bound()
+
+    def hurry(self) -> None:
+        """A second stop signal: every worker still draining skips its grace and spread."""
+        for worker in list(self._running):
+            worker.signal("TERM")
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
@@ -293,4 +299,3 @@ class WorkersService(MultiService):
         for sock in self._reserved:
             sock.close()
         self._reserved = []
-        exit_zero_after_drain(self._reactor)

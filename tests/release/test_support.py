@@ -1,0 +1,130 @@
+"""
+The support the package declares is the support CI proves: the Pythons and
+the lower bounds in ``pyproject.toml`` and the two READMEs against the cells
+of ``.ci/matrix.txt`` (which ``.ci/matrix`` runs), and the claim about other
+systems against an import with their missing modules blocked.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+#: The Python packages whose oldest releases the matrix pins.
+BOUNDED = ("twisted", "autobahn", "prometheus_client")
+
+
+def cells() -> dict[str, tuple[str, dict[str, str]]]:
+    """NAME → (Python X.Y, {package: pinned version})."""
+    found = {}
+    for line in (REPO / ".ci" / "matrix.txt").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, python, *pins = line.split()
+        version = re.search(r"3\.\d+", python)
+        assert version is not None, line
+        found[name] = (version.group(), dict(pin.split("==") for pin in pins))
+    return found
+
+
+def lower_bound(package: str, python: str) -> str:
+    """The oldest release of ``package`` that pyproject.toml allows on ``python``."""
+    requirements = PROJECT["dependencies"] + PROJECT["optional-dependencies"]["metrics"]
+    bounds = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.name.replace("-", "_") != package:
+            continue
+        if requirement.marker and not requirement.marker.evaluate({"python_version": python}):
+            continue
+        bounds += [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+    assert bounds, f"no lower bound for {package} on Python {python}"
+    return str(max(bounds))
+
+
+def declared_pythons() -> list[str]:
+    prefix = "Programming Language :: Python :: "
+    return sorted(
+        (c[len(prefix) :] for c in PROJECT["classifiers"] if re.fullmatch(prefix + r"3\.\d+", c)),
+        key=Version,
+    )
+
+
+def test_the_pythons_declared_are_the_pythons_tested() -> None:
+    tested = sorted({python for python, _ in cells().values()}, key=Version)
+    assert declared_pythons() == tested
+    assert PROJECT["requires-python"] == f">={tested[0]}"
+
+
+def test_every_python_is_tested_with_the_oldest_and_the_newest_dependencies() -> None:
+    for python in declared_pythons():
+        pinned = [pins for version, pins in cells().values() if version == python]
+        assert {} in pinned, f"no newest-dependencies cell for Python {python}"
+        oldest = [pins for pins in pinned if pins]
+        assert len(oldest) == 1, f"one oldest-dependencies cell for Python {python}"
+        (pins,) = oldest
+        for package in BOUNDED:
+            assert pins.get(package) == lower_bound(package, python), (python, package)
+        assert "txaio" in pins, "Autobahn's own lower bound on txaio is tested too"
+
+
+def support_block(readme: str) -> str:
+    text = (REPO / readme).read_text()
+    match = re.search(r"<!-- support-matrix.*?-->\n(.*?)<!-- /support-matrix -->", text, re.S)
+    assert match, f"no support-matrix block in {readme}"
+    return match.group(1)
+
+
+def test_both_readmes_state_the_matrix_that_is_tested() -> None:
+    block = support_block("README.md")
+    assert support_block("README.pypi.md") == block
+    for python in declared_pythons():
+        assert python in block
+    for _, pins in cells().values():
+        for package, version in pins.items():
+            assert version in block, (package, version)
+
+
+BLOCKED_IMPORT = """
+import importlib, pkgutil, socket, sys
+sys.modules["fcntl"] = None
+sys.modules["termios"] = None
+import twisted_keepalive
+from twisted_keepalive.autobahn import transport
+for module in pkgutil.walk_packages(twisted_keepalive.__path__, "twisted_keepalive."):
+    importlib.import_module(module.name)
+
+class Transport:
+    def __init__(self, sock):
+        self.sock = sock
+    def getHandle(self):
+        return self.sock
+
+a, b = socket.socketpair()
+a.sendall(b"x")
+print(transport.kernel_unsent(Transport(a)))
+"""
+
+
+def test_the_package_imports_without_fcntl_and_termios() -> None:
+    # What Windows lacks: every module imports, and the kernel send-queue
+    # probe says "cannot tell" (None) instead of failing.
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IMPORT],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+    assert result.stdout.strip() == "None"

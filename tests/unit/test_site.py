@@ -1,0 +1,110 @@
+"""
+The server's ``twisted.web`` site, driven byte by byte over a
+``StringTransport``: WebSocket upgrades on any path go to Autobahn, plain
+requests to the pages and probes, and the HTTP channel lets go of the
+connection it handed over.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from twisted_keepalive.server.health import Ready
+from twisted_keepalive.server.service import build_site, served_class
+from twisted_keepalive.server.settings import Settings
+from twisted_keepalive.server.tracking import ServerFactory
+
+
+def site_and_factory(**settings: object) -> tuple[object, ServerFactory, Ready]:
+    chosen = Settings(**settings)  # type: ignore[arg-type]
+    factory = ServerFactory(None, Clock())
+    factory.protocol = served_class(chosen.protocol)
+    ready = Ready()
+    return build_site(factory, chosen, ready), factory, ready
+
+
+def connect(site: object) -> tuple[object, StringTransport]:
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))  # type: ignore[attr-defined]
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+    # As a TCP transport does: Autobahn's takeover replaces it.
+    transport.protocol = channel  # type: ignore[attr-defined]
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def upgrade(path: str = "/") -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + b"Sec-WebSocket-Key: "
+        + key
+        + b"\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize("path", ["/", "/chat", "/healthz", "/keepalive.js", "/a/b?c=d"])
+def test_an_upgrade_on_any_path_opens_a_websocket(path: str) -> None:
+    site, factory, _ = site_and_factory()
+    channel, transport = connect(site)
+    channel.dataReceived(upgrade(path))  # type: ignore[attr-defined]
+    assert transport.value().startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    [connection] = factory.connections
+    assert transport.protocol is connection  # type: ignore[attr-defined]
+
+
+def test_the_http_channel_lets_go_of_a_connection_it_handed_over() -> None:
+    site, factory, _ = site_and_factory()
+    channel, transport = connect(site)
+    assert transport.producer is not None  # the HTTP channel, while it parses
+    channel.dataReceived(upgrade())  # type: ignore[attr-defined]
+    # Otherwise the channel and its request live as long as the WebSocket,
+    # and the application could not register a producer of its own.
+    assert transport.producer is None
+    [connection] = factory.connections
+    connection.transport.registerProducer(object(), True)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/", 200),
+        ("/keepalive.js", 200),
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/keepalive.js/more", 404),
+        ("/healthz/", 404),
+        ("/nothing", 404),
+    ],
+)
+def test_plain_requests_get_pages_probes_or_404(path: str, status: int) -> None:
+    site, factory, _ = site_and_factory()
+    channel, transport = connect(site)
+    channel.dataReceived(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())  # type: ignore[attr-defined]
+    assert transport.value().startswith(f"HTTP/1.1 {status} ".encode()), transport.value()
+    assert not factory.connections
+
+
+def test_readyz_answers_503_once_not_ready() -> None:
+    site, _, ready = site_and_factory()
+    ready.stop("draining")
+    channel, transport = connect(site)
+    channel.dataReceived(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+    response = transport.value()
+    assert response.startswith(b"HTTP/1.1 503 ")
+    assert response.endswith(b"\r\n\r\ndraining\n")
+
+
+def test_demo_off_leaves_the_root_unserved() -> None:
+    site, _, _ = site_and_factory(demo=False)
+    channel, transport = connect(site)
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+    assert transport.value().startswith(b"HTTP/1.1 404 ")
