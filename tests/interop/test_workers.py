@@ -6,62 +6,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
 
-from .conftest import Event, Server, StartServer, free_port, run_twistd
+from . import workers_support
+from .conftest import StartServer, free_port, run_twistd
+from .workers_support import (
+    CONNECTIONS,
+    OpenClients,
+    StartSupervisor,
+    scrape,
+    wait_for_log,
+    worker_pids,
+)
 
-OpenClients = Callable[[Server], list[ClientConnection]]
-
-#: Connections per check: the kernel hashes each to a worker, so all of 24
-#: landing on one of two workers has a chance of 2 in 2**24.
-CONNECTIONS = 24
-
-
-@pytest.fixture
-def clients() -> Iterator[OpenClients]:
-    """Open ``CONNECTIONS`` clients to a server; all closed at the end."""
-    with contextlib.ExitStack() as stack:
-
-        def open_clients(server: Server) -> list[ClientConnection]:
-            return [
-                stack.enter_context(connect(server.url, open_timeout=10))
-                for _ in range(CONNECTIONS)
-            ]
-
-        yield open_clients
-
-
-def wait_for_log(
-    server: Server, enough: Callable[[list[Event]], bool], timeout: float = 15.0, **fields: object
-) -> list[Event]:
-    """The server's log events with these fields, once ``enough`` of them arrived."""
-    # Workers' events reach the log through the parent: a moment later.
-    deadline = time.monotonic() + timeout
-    while True:
-        events = server.log(**fields)
-        if enough(events) or time.monotonic() > deadline:
-            return events
-        time.sleep(0.1)
-
-
-def worker_pids(server: Server, count: int) -> dict[int, int]:
-    """Worker index -> pid of each, once ``count`` workers listen."""
-    listening = wait_for_log(
-        server, lambda events: len({e["worker"] for e in events}) >= count,
-        keepalive_event="worker_listening",
-    )  # fmt: skip
-    return {event["worker"]: event["worker_pid"] for event in listening}
+supervisor = workers_support.supervisor
+clients = workers_support.clients
 
 
 def test_connections_are_spread_over_every_worker(
@@ -128,17 +92,15 @@ def test_metrics_of_every_worker_from_one_endpoint(
     pids = worker_pids(server, 2)
     clients(server)
     wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as got:
-        assert got.status == 200
-        body = got.read().decode()
-    samples = {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(body)
-        for sample in family.samples
-    }
+    samples = scrape(metrics_port)
     for worker, pid in pids.items():
         assert samples[("twisted_keepalive_worker_pid", (("worker", str(worker)),))] == pid
         assert samples[("twisted_keepalive_worker_up", (("worker", str(worker)),))] == 1
+        assert samples[("twisted_keepalive_worker_hung_total", (("worker", str(worker)),))] == 0
+    # The parent's own process, beside its workers'.
+    parent = ("worker", "parent")
+    assert samples[("process_resident_memory_bytes", (parent,))] > 0
+    assert any(name == "python_info" and parent in labels for name, labels in samples)
     open_now = [samples[("twisted_keepalive_connections_open", (("worker", w),))] for w in "01"]
     assert sum(open_now) == CONNECTIONS
     assert all(open_now)
@@ -164,3 +126,26 @@ def test_bad_workers_values_are_usage_errors(
     assert result.returncode != 0
     assert message in result.stdout
     assert "Traceback" not in result.stdout
+
+
+@pytest.mark.parametrize("reactor", ["poll", "asyncio"])
+def test_the_reactor_given_to_twistd_runs_in_every_worker(
+    supervisor: StartSupervisor, clients: OpenClients, reactor: str
+) -> None:
+    server = supervisor(twistd_options=["--reactor", reactor])
+    listening = server.log(keepalive_event="worker_listening")
+    assert [e["reactor"] for e in listening] == [reactor, reactor]
+    [started] = server.log(keepalive_event="workers_start")
+    assert started["reactor"] == reactor
+    for client in clients(server):
+        client.send("through " + reactor)
+        assert client.recv(timeout=5) == "through " + reactor
+    opened = wait_for_log(server, lambda events: len(events) >= CONNECTIONS, keepalive_event="open")
+    assert len({e["worker_pid"] for e in opened}) == 2
+
+
+def test_the_default_reactor_is_named_in_the_workers(supervisor: StartSupervisor) -> None:
+    server = supervisor()
+    listening = server.log(keepalive_event="worker_listening")
+    # twistd's default on Linux; the workers install it by this name.
+    assert [e["reactor"] for e in listening] == ["epoll", "epoll"]

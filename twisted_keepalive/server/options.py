@@ -20,6 +20,7 @@ from .settings import (
     DEFAULT_DRAIN_SPREAD,
     DEFAULT_LISTEN,
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_WORKER_TIMEOUT,
     Settings,
 )
 
@@ -148,7 +149,19 @@ class Options(usage.Options):
             "Processes to run, each with its own reactor, all serving the --listen ports "
             "(tcp and tcp6 only; the kernel spreads connections over them with "
             "SO_REUSEPORT). A worker that dies is replaced; SIGTERM stops them all. "
-            "With --metrics, one endpoint serves every worker's metrics, labelled by worker.",
+            "With --metrics, one endpoint serves every worker's metrics, labelled by worker. "
+            "SIGHUP replaces the workers one at a time (see docs/workers.md).",
+        ],
+        [
+            "worker-timeout",
+            None,
+            f"{DEFAULT_WORKER_TIMEOUT:g}",
+            "With --workers: seconds a worker's reactor may leave the parent's probes "
+            "unanswered before the worker is killed (SIGKILL) and replaced, or 'off'. "
+            "A blocked reactor accepts no connections and pings no clients; 30 s is "
+            "far beyond any stall of a healthy one (a full garbage collection or "
+            "closing 10,000 connections takes under a second) and shorter than a "
+            "client's default ping interval plus timeout (40 s).",
         ],
         [
             "gc",
@@ -251,17 +264,18 @@ class Options(usage.Options):
             drain_spread=parsing.seconds_or_zero("drain-spread", self["drain-spread"]),
             demo=parsing.on_off("demo", self["demo"]),
             cors_origins=parsing.checked(cors_origins, self["cors-origin"]),
+            worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
         )
 
     def worker_arguments(self) -> list[str]:
         """
         The options as a worker of ``--workers`` takes them: all those given,
         but ``--listen``, ``--metrics`` and ``--workers``, which the parent
-        sets for each worker.
+        sets for each worker, and ``--worker-timeout``, the parent's own.
         """
         arguments = []
         for name, *_ in self.optParameters:
-            if name not in ("metrics", "workers") and self[name] is not None:
+            if name not in ("metrics", "workers", "worker-timeout") and self[name] is not None:
                 arguments += [f"--{name}", str(self[name])]
         for repeated in ("allowed-origin", "cors-origin"):
             for value in self[repeated]:

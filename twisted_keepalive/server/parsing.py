@@ -42,6 +42,7 @@ __all__ = [
     "server_protocol",
     "whole_number",
     "worker_count",
+    "worker_timeout",
 ]
 
 #: The endpoint types whose string syntax takes ``backlog=``.
@@ -134,6 +135,21 @@ def worker_count(text: str, listen: list[str]) -> int:
         if problem is not None:
             raise usage.UsageError(problem)
     return count
+
+
+#: Seconds: a shorter ``--worker-timeout`` would kill healthy workers whose
+#: reactor is busy for a moment (a full garbage collection, a mass close).
+_MIN_WORKER_TIMEOUT = 1.0
+
+
+def worker_timeout(text: str) -> float | None:
+    timeout = seconds("worker-timeout", text, allow_off=True)
+    if timeout is not None and timeout < _MIN_WORKER_TIMEOUT:
+        raise usage.UsageError(
+            f"--worker-timeout must be at least {_MIN_WORKER_TIMEOUT:g} second, not {text!r}: "
+            "a healthy reactor can be busy for most of a second; off disables it"
+        )
+    return timeout
 
 
 def metrics_endpoint(description: str | None) -> str | None:

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_DRAIN_SPREAD",
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_WORKER_TIMEOUT",
     "Settings",
 ]
 
@@ -42,6 +43,9 @@ DEFAULT_MAX_MESSAGE_SIZE = 2**20
 #: well inside the 30 s an orchestrator gives by default (Kubernetes'
 #: terminationGracePeriodSeconds) even with a few seconds of --drain-grace.
 DEFAULT_DRAIN_SPREAD = 5.0
+
+#: Seconds; ``--worker-timeout``'s help text says why.
+DEFAULT_WORKER_TIMEOUT = 30.0
 
 #: Settings whose default under ``twistd wskeepalive`` is not the library's:
 #: an operator who opens the server in a browser gets a demo page whose
@@ -77,6 +81,8 @@ class Settings:
     :ivar demo: whether ``/`` serves the demo page.
     :ivar cors_origins: origins that may fetch ``/keepalive.js`` from another
         origin (``*`` for any).
+    :ivar worker_timeout: seconds a worker's reactor may leave the parent's
+        probes unanswered before it is killed and replaced; ``None`` never.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -94,6 +100,7 @@ class Settings:
     drain_spread: float = DEFAULT_DRAIN_SPREAD
     demo: bool = True
     cors_origins: tuple[str, ...] = ()
+    worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """

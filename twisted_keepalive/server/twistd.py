@@ -12,6 +12,7 @@ from twisted.internet.defer import succeed
 from .options import Options
 from .service import build_service
 from .signals import StopSignals
+from .workers.hangup import OnHangup, single_process_hangup
 from .workers.supervisor import WorkersService
 
 __all__ = ["Options", "makeService"]
@@ -36,4 +37,5 @@ def makeService(options: Options) -> MultiService:
         return parent
     server = build_service(options.settings, reactor)
     StopSignals(reactor, server.drain, server.hurry).setServiceParent(server)  # type: ignore[no-untyped-call]
+    OnHangup(reactor, single_process_hangup).setServiceParent(server)  # type: ignore[no-untyped-call]
     return server

@@ -1,29 +1,36 @@
 """
 One worker of ``--workers N``, as the parent runs it:
-``python -m twisted_keepalive.server.worker_main '["--listen", ...]'`` (the
-``wskeepalive`` options as a JSON list; not for running by hand).  It builds
-the same server as a single process, listening with ``SO_REUSEPORT``, and
-logs to stdout as JSON records for the parent to pass on.
+``python -m twisted_keepalive.server.worker_main COMMAND`` (see
+:mod:`.workers.control`; not for running by hand).  It installs the
+parent's reactor, builds the same server as a single process, listening with
+``SO_REUSEPORT``, logs to stdout as JSON records for the parent to pass on,
+and answers the parent's probes and its ``retire`` on stdin.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.reactors import NoSuchReactor, installReactor
 from twisted.internet import stdio
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
+from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from .options import Options
 from .service import build_service
+from .workers.control import LISTENING, PROBE_REPLY, RETIRE, reactor_name, read_command, read_probe
 from .workers.ports import Address, ReusePortEndpoint
 
 __all__ = ["main"]
@@ -32,63 +39,169 @@ _log = Logger(namespace="twisted_keepalive")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one worker until SIGTERM, SIGINT or the parent's end; the exit status."""
-    # Not at the top: importing it installs the default reactor.
-    from twisted.internet import reactor
-
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    observer: Any = jsonFileLogObserver(sys.stdout)
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-    options = Options()
+    """Run one worker until SIGTERM, SIGINT, ``retire`` or the parent's end; the exit status."""
     try:
-        options.parseOptions(json.loads(arguments[0]))
-    except (usage.UsageError, IndexError, ValueError) as e:
+        command = read_command(list(sys.argv[1:] if argv is None else argv))
+        if command.reactor is not None:
+            # Before anything imports twisted.internet.reactor, which would
+            # install the default one.
+            installReactor(command.reactor)
+        options = Options()
+        options.parseOptions(list(command.options))
+    except (usage.UsageError, ValueError, NoSuchReactor) as e:
         print(f"twisted_keepalive.server.worker_main: {e}", file=sys.stderr)
         return 2
+    from twisted.internet import reactor
+
+    observer: Any = jsonFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     settings = options.settings
-    addresses = {d: Address.parse(reactor, d) for d in settings.listen}
+    addresses = {d: Address.parse(d) for d in settings.listen}
     service = build_service(
         settings,
         reactor,
         endpoint=lambda d: cast(IStreamServerEndpoint, ReusePortEndpoint(reactor, addresses[d])),
     )
-    return _run(reactor, service)
+    return _Worker(reactor, service).run()
 
 
-def _run(reactor: Any, service: Any) -> int:
-    failed: list[Failure] = []
+class _Worker:
+    """The worker's life: start, answer the parent, and stop exactly once."""
 
-    def stop() -> None:
-        if reactor.running and not getattr(reactor, "_stopped", False):
-            reactor.stop()
+    def __init__(self, reactor: Any, service: Any) -> None:
+        self._reactor = reactor
+        self._service = service
+        self._failed = False
+        self._stopping: Deferred[None] | None = None
+        self._reactor_stopped = False
 
-    class _Parent(Protocol):
-        # The parent holds our stdin: it closes when the parent goes away.
-        def connectionLost(self, reason: Failure = connectionDone) -> None:
-            stop()
+    def run(self) -> int:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signal_number, self._on_signal)
+        # The parent's SIGHUP means a rolling restart, which the parent runs;
+        # a hangup of the terminal the parent was started from reaches the
+        # workers too and must not kill them.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        self._reactor.addSystemEventTrigger("before", "shutdown", self._shut_down)
+        self._reactor.callWhenRunning(self._start)
+        self._reactor.run(installSignalHandlers=False)
+        return 1 if self._failed else 0
 
-    def start() -> None:
+    def _on_signal(self, signal_number: int, frame: Any) -> None:
+        self._reactor.callFromThread(self._signalled)
+
+    def _signalled(self) -> None:
+        # A second SIGTERM (the parent passes on its own second one) hurries
+        # the drain under way, as it does for a single process.
+        if self._reactor_stopped or self._stopping is not None:
+            hurry = getattr(self._service, "hurry", None)
+            if hurry is not None:
+                hurry()
+            return
+        self.stop()
+
+    def _start(self) -> None:
         try:
-            service.startService()
+            self._service.startService()
         except Exception:
-            failed.append(Failure())  # type: ignore[no-untyped-call]
-            _log.failure("worker could not start", failed[-1])
-            reactor.stop()
+            self._failed = True
+            _log.failure("worker could not start")
+            self.stop()
             return
         # The endpoints listen synchronously: from here the kernel may hand
         # this worker connections.
-        _log.info("worker listening", keepalive_event="worker_listening")
+        _log.info(
+            "worker listening (reactor {reactor})",
+            reactor=reactor_name(self._reactor),
+            keepalive_event=LISTENING,
+        )
         standard_io: Any = stdio.StandardIO
-        standard_io(_Parent(), stdin=0, stdout=_devnull(), reactor=reactor)
+        standard_io(_Parent(self), stdin=0, stdout=_devnull(), reactor=self._reactor)
 
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signal_number, lambda *_: reactor.callFromThread(stop))
-    reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: service.stopService() if service.running else None
-    )
-    reactor.callWhenRunning(start)
-    reactor.run(installSignalHandlers=False)
-    return 1 if failed else 0
+    def retire(self) -> None:
+        """Drain without the grace period, then exit: other workers serve the port already."""
+        if self._stopping is not None:
+            return
+        _log.info("retiring: draining without grace", keepalive_event="worker_retiring")
+        retired = Deferred.fromCoroutine(self._retire())
+        self._stopping = retired
+        retired.addErrback(lambda failure: _log.failure("retiring failed", failure))
+        retired.addBoth(lambda _: self.stop())
+
+    async def _retire(self) -> None:
+        # Stop listening first and let the handshakes under way finish: a
+        # connection accepted an instant before the retire would otherwise be
+        # closed before its 101 -- a failed attempt for a client that did
+        # nothing wrong -- where now it opens and gets its 1001 like the rest.
+        await _stop_listening(self._service)
+        await _handshakes_finished(self._service.factory, self._reactor)
+        drain = getattr(self._service, "drain", None)
+        if drain is not None:
+            await drain(grace=False)
+        await maybeDeferred(self._service.stopService)
+
+    def _shut_down(self) -> Deferred[None] | None:
+        # The reactor waits for what this returns before it stops: a retire
+        # under way goes on to its end (SIGTERM does not cut it short).
+        if self._stopping is None and self._service.running:
+            self._stopping = maybeDeferred(self._service.stopService)
+        return self._stopping
+
+    def stop(self) -> None:
+        """Stop the reactor (once): the shutdown trigger stops the service."""
+        if not self._reactor_stopped and self._reactor.running:
+            self._reactor_stopped = True
+            self._reactor.stop()
+
+
+class _Parent(LineOnlyReceiver):
+    """The parent's end of our stdin: probes, ``retire``, and its going away."""
+
+    delimiter = b"\n"
+
+    def __init__(self, worker: _Worker) -> None:
+        self._worker = worker
+
+    def lineReceived(self, line: bytes) -> None:
+        probe = read_probe(line)
+        if probe is not None:
+            # Answered from the reactor: if it is blocked, no answer comes.
+            _log.debug("probe {probe} answered", probe=probe, keepalive_event=PROBE_REPLY)
+        elif line.strip() == RETIRE:
+            self._worker.retire()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        # The parent holds our stdin: it closes when the parent goes away.
+        self._worker.stop()
+
+
+#: Seconds a retiring worker waits for the handshakes under way: they take
+#: milliseconds; a client that has sent no request by then is closed.
+_HANDSHAKE_BOUND = 2.0
+
+
+async def _stop_listening(service: Any) -> None:
+    # Until main's drain lets handshakes under way finish on its own: its
+    # listeners stop with stop_listening(); this branch's are child services.
+    listeners = getattr(service, "listeners", None)
+    if listeners is not None:
+        stopping = [listener.stop_listening() for listener in listeners]
+    else:
+        stopping = [
+            maybeDeferred(child.stopService)
+            for child in service
+            if isinstance(child, StreamServerEndpointService)
+        ]
+    await DeferredList(stopping)
+
+
+async def _handshakes_finished(factory: Any, reactor: Any) -> None:
+    deadline = time.monotonic() + _HANDSHAKE_BOUND
+    while time.monotonic() < deadline and any(
+        connection.state == WebSocketServerProtocol.STATE_CONNECTING
+        for connection in factory.connections
+    ):
+        await deferLater(reactor, 0.02, lambda: None)
 
 
 def _devnull() -> int:

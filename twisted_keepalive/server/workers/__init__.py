@@ -4,25 +4,33 @@ reactor, serving the same ``--listen`` ports.
 
 One process holds at most as many connections as it may open files (20,000
 on the machines this was measured on, a hard limit), and one reactor uses one
-core.  Workers multiply both.
+core.  Workers multiply both.  Operators' guide: ``docs/workers.md``.
 
-**The parent** (the twistd process, :mod:`.supervisor`) runs no reactor work
-of its own: before starting the workers it binds (without listening) a
-``SO_REUSEPORT`` socket on every port (:mod:`.ports`) -- so that a port in
-use or a ``tcp:0`` is dealt with once, before any worker starts, and the port
-stays reserved while workers come and go -- then it runs
-``python -m twisted_keepalive.server.worker_main`` N times, passes their log
-events on to its own log (:mod:`.process`, each event with ``worker`` and
-``worker_pid`` fields), and replaces a worker that exits unexpectedly.
-SIGTERM or SIGINT to the parent sends SIGTERM to every worker; each closes
-its connections with 1001 "going away" as a single server does, and the
-parent exits 0 once all have exited.  A worker whose parent has gone (its
-stdin closes) shuts down too.
+**The parent** (the twistd process) runs no reactor work of its own.  The
+modules, in the order a worker's life meets them:
 
-**Metrics** (:mod:`.metrics`).  With ``--metrics ENDPOINT``, each worker
-serves its own metrics on a loopback port the parent picked, and the parent
-serves them all at ``ENDPOINT/metrics``, each series labelled ``worker="0"``
-to ``"N-1"``, with ``twisted_keepalive_worker_pid``, ``_worker_up`` and
-``_worker_restarts_total`` beside them: one scrape target, per-worker
-figures, and totals with ``sum without (worker) (...)``.
+- :mod:`.ports` -- before any worker starts, the parent binds (without
+  listening) a ``SO_REUSEPORT`` socket on every port, so that a port in use
+  or a ``tcp:0`` is dealt with once and the port stays reserved while
+  workers come and go; each worker listens on its own socket there;
+- :mod:`.control` -- how parent and worker talk: the worker's command line
+  (the reactor twistd installed, the options), ``probe N`` and ``retire``
+  on its stdin, JSON log records on its stdout;
+- :mod:`.process` -- one worker as the parent sees it: its log relayed
+  (each event with ``worker`` and ``worker_pid``), probe answers consumed,
+  the moment it listens, its end;
+- :mod:`.supervisor` -- N seats, a crashed or hung worker replaced with
+  backoff, SIGTERM or SIGINT drains every worker and exits 0;
+- :mod:`.liveness` -- probes; a worker whose reactor answers none for
+  ``--worker-timeout`` is killed and replaced;
+- :mod:`.rolling` and :mod:`.hangup` -- SIGHUP replaces the workers one
+  seat at a time, the port accepting throughout;
+- :mod:`.metrics` -- with ``--metrics ENDPOINT``, each worker serves its own
+  metrics on a loopback port the parent picked, and the parent serves them
+  all at ``ENDPOINT/metrics``, each series labelled ``worker="0"`` to
+  ``"N-1"``, its own labelled ``worker="parent"``, with the workers' pids,
+  liveness, restarts and hangs beside them.
+
+**A worker** is :mod:`twisted_keepalive.server.worker_main`; one whose
+parent has gone (its stdin closes) shuts down too.
 """

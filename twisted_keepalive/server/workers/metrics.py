@@ -1,8 +1,10 @@
 """
 The parent's ``/metrics`` under ``--workers N --metrics ENDPOINT``: every
 worker's own metrics scraped over loopback on each request, each series
-labelled with its worker, and the workers' pids, liveness and restarts
-beside them.
+labelled with its worker; the parent's own process metrics (prometheus_client's
+default registry) labelled ``worker="parent"``; and the workers' pids,
+liveness, restarts and hangs beside them.  A worker's series pass through
+as it serves them, whatever they are.
 
 prometheus_client is imported only when a scrape is served: the parent
 imports this module whether or not ``--metrics`` was given.
@@ -15,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
@@ -23,11 +24,18 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
 
-__all__ = ["Seat", "free_loopback_port", "merged_metrics_listener", "scrape"]
+from twisted_keepalive.serving import ListeningService, QuietSite
+
+from ..health import Ready, health_children
+
+__all__ = ["PARENT_LABEL", "Seat", "free_loopback_port", "merged_metrics_listener", "scrape"]
 
 _log = Logger(namespace="twisted_keepalive")
+
+#: The ``worker`` label of the parent's own series.
+PARENT_LABEL = "parent"
 
 #: Seconds the parent waits for one worker's metrics.
 _SCRAPE_TIMEOUT = 5.0
@@ -43,12 +51,15 @@ class Seat:
     :ivar metrics_port: the loopback port of its own metrics; ``None`` while
         no process holds the seat.
     :ivar restarts: how many times the seat's worker was replaced.
+    :ivar hung: how many times the seat's worker was killed for not
+        answering the parent's probes.
     """
 
     index: int
     pid: int | None
     metrics_port: int | None
     restarts: int
+    hung: int = 0
 
 
 def free_loopback_port() -> int:
@@ -59,30 +70,35 @@ def free_loopback_port() -> int:
 
 
 def merged_metrics_listener(
-    description: str, seats: Callable[[], Sequence[Seat]], reactor: Any
-) -> StreamServerEndpointService:
-    """The service that serves every seat's metrics at ``/metrics`` on ``description``."""
+    description: str, seats: Callable[[], Sequence[Seat]], reactor: Any, ready: Ready
+) -> ListeningService:
+    """
+    The service that serves every seat's metrics at ``/metrics`` on
+    ``description``, and the parent's ``/healthz`` and ``/readyz``.
+    """
     root = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"metrics", _MergedMetrics(seats, reactor))  # type: ignore[arg-type]
+    for name, child in health_children(ready).items():
+        root.putChild(name, child)  # type: ignore[arg-type]
     endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-    listener = StreamServerEndpointService(endpoint, Site(root))  # type: ignore[no-untyped-call]
-    # A metrics port that cannot be bound stops twistd at startup.
-    listener._raiseSynchronously = True
-    return listener
+    return ListeningService(endpoint, QuietSite(root))  # type: ignore[no-untyped-call]
 
 
 async def scrape(seats: Sequence[Seat], reactor: Any) -> bytes:
     """Every worker's metrics, labelled by worker, in the Prometheus text format."""
     from prometheus_client.exposition import generate_latest
-    from prometheus_client.registry import CollectorRegistry
+    from prometheus_client.registry import REGISTRY, CollectorRegistry
 
     texts = await defer.DeferredList(
         [Deferred.fromCoroutine(_scrape_one(seat, reactor)) for seat in seats],
         consumeErrors=True,
     )
     scraped = {
-        seat.index: text for seat, (ok, text) in zip(seats, texts, strict=True) if ok and text
+        str(seat.index): text
+        for seat, (ok, text) in zip(seats, texts, strict=True)
+        if ok and text
     }
+    scraped[PARENT_LABEL] = generate_latest(REGISTRY)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(list(_merge(scraped, seats))))
     return generate_latest(registry)
@@ -159,12 +175,12 @@ class _Families:
         return iter(self._families)
 
 
-def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]:
+def _merge(scraped: Mapping[str, bytes], seats: Sequence[Seat]) -> Iterable[Any]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
     from prometheus_client.parser import text_string_to_metric_families
 
     families: dict[str, Metric] = {}
-    for index, text in scraped.items():
+    for label, text in scraped.items():
         for family in text_string_to_metric_families(text.decode("utf-8", "replace")):
             merged = families.get(family.name)
             if merged is None:
@@ -172,7 +188,7 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
                     family.name, family.documentation, family.type, family.unit
                 )
             for sample in family.samples:
-                labels = {**sample.labels, "worker": str(index)}
+                labels = {**sample.labels, "worker": label}
                 merged.samples.append(sample._replace(labels=labels))
     yield from families.values()
     pids = GaugeMetricFamily(
@@ -185,12 +201,18 @@ def _merge(scraped: Mapping[int, bytes], seats: Sequence[Seat]) -> Iterable[Any]
     )
     restarts = CounterMetricFamily(
         "twisted_keepalive_worker_restarts",
-        "Workers started again after they exited unexpectedly.",
+        "Workers started again after they exited unexpectedly or hung.",
+        labels=["worker"],
+    )
+    hung = CounterMetricFamily(
+        "twisted_keepalive_worker_hung",
+        "Workers killed because their reactor answered no probe for --worker-timeout.",
         labels=["worker"],
     )
     for seat in seats:
         if seat.pid is not None:
             pids.add_metric([str(seat.index)], seat.pid)
-        up.add_metric([str(seat.index)], 1 if seat.index in scraped else 0)
+        up.add_metric([str(seat.index)], 1 if str(seat.index) in scraped else 0)
         restarts.add_metric([str(seat.index)], seat.restarts)
-    yield from (pids, up, restarts)
+        hung.add_metric([str(seat.index)], seat.hung)
+    yield from (pids, up, restarts, hung)

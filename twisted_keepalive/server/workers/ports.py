@@ -1,8 +1,8 @@
 """
 The ports that workers share: which ``--listen`` endpoints can be shared
-(:func:`listen_problem`), where each listens (:class:`Address`), and the
-endpoint each worker listens on with ``SO_REUSEPORT``
-(:class:`ReusePortEndpoint`).
+(:func:`listen_problem`), where each listens (:class:`Address`), the
+parent's reservation of each port (:func:`reserve`), and the endpoint each
+worker listens on with ``SO_REUSEPORT`` (:class:`ReusePortEndpoint`).
 
 Each worker binds and listens on its own socket with ``SO_REUSEPORT``, and
 the Linux kernel spreads incoming connections over the sockets by a hash of
@@ -24,13 +24,15 @@ workers (nginx, HAProxy) instead.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from twisted.internet import error
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import serverFromString
 
-__all__ = ["SHARED_ENDPOINT_TYPES", "Address", "ReusePortEndpoint", "listen_problem"]
+__all__ = ["SHARED_ENDPOINT_TYPES", "Address", "ReusePortEndpoint", "listen_problem", "reserve"]
 
 #: Endpoint types workers can share.
 SHARED_ENDPOINT_TYPES = frozenset({"tcp", "tcp6"})
@@ -42,6 +44,10 @@ def listen_problem(description: str) -> str | None:
     """
     kind = description.split(":", 1)[0]
     if kind in SHARED_ENDPOINT_TYPES:
+        try:
+            Address.parse(description)
+        except ValueError as e:
+            return f"--listen {description!r} cannot be shared by --workers: {e}"
         return None
     if kind == "unix":
         why = "SO_REUSEPORT does not balance unix sockets"
@@ -50,6 +56,20 @@ def listen_problem(description: str) -> str | None:
     else:
         why = "only tcp and tcp6 endpoints can be shared"
     return f"--listen {description!r} cannot be shared by --workers: {why}"
+
+
+#: The positional fields of each endpoint type, in the order Twisted's own
+#: parsers take them (``tcp:PORT:INTERFACE:BACKLOG``, ``tcp6:PORT:BACKLOG:INTERFACE``).
+_POSITIONAL = {"tcp": ("port", "interface", "backlog"), "tcp6": ("port", "backlog", "interface")}
+
+#: Where each type listens when the description names no interface.
+_ANY_INTERFACE = {"tcp": "0.0.0.0", "tcp6": "::"}
+
+#: What usually causes too many fields: an IPv6 address's colons, unescaped.
+_IPV6_HINT = " (write each : of an IPv6 address as \\:, e.g. interface=\\:\\:1)"
+
+#: Twisted's own default backlog for these endpoints.
+_TWISTED_BACKLOG = 50
 
 
 @dataclass(frozen=True)
@@ -62,18 +82,45 @@ class Address:
     backlog: int
 
     @classmethod
-    def parse(cls, reactor: Any, description: str) -> Address:
-        endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-        family = socket.AF_INET6 if description.startswith("tcp6:") else socket.AF_INET
-        # TCP4ServerEndpoint and TCP6ServerEndpoint keep what they were given
-        # in these attributes (since Twisted 10); refuse rather than guess.
-        try:
-            interface, port, backlog = endpoint._interface, endpoint._port, endpoint._backlog
-        except AttributeError:
-            raise ValueError(f"cannot read the address of {description!r}") from None
-        if not interface:
-            interface = "::" if family == socket.AF_INET6 else "0.0.0.0"
-        return cls(family, interface, int(port), int(backlog))
+    def parse(cls, description: str) -> Address:
+        """
+        The address a ``tcp:`` or ``tcp6:`` description listens on.
+
+        Read from the string itself, with the grammar of Twisted's
+        ``serverFromString`` (``:`` between fields, ``\\`` escaping the next
+        character): the endpoints Twisted builds keep what they were given
+        only in private attributes.  The family comes from the interface, as
+        Twisted's ``listenTCP`` chooses it, so ``tcp:0:interface=\\:\\:1``
+        listens on IPv6; the type only chooses the interface when none is
+        named.
+
+        :raise ValueError: saying which field is wrong and what was expected.
+        """
+        kind, positional, named = _fields(description)
+        if kind not in _POSITIONAL:
+            raise ValueError(f"only tcp and tcp6 endpoints can be shared, not {kind!r}")
+        order = _POSITIONAL[kind]
+        if len(positional) > len(order):
+            raise ValueError(f"{kind} takes at most {len(order)} fields without a name{_IPV6_HINT}")
+        fields = dict(zip(order, positional, strict=False))
+        for name, value in named.items():
+            if name not in order:
+                raise ValueError(f"{kind} endpoints take no {name}=")
+            if name in fields:
+                raise ValueError(f"{name} is given twice{_IPV6_HINT}")
+            fields[name] = value
+        if "port" not in fields:
+            raise ValueError("the port is missing")
+        port = _whole_number("port", fields["port"], 0, 65535)
+        backlog = _whole_number("backlog", fields.get("backlog", str(_TWISTED_BACKLOG)), 1, None)
+        interface = fields.get("interface") or _ANY_INTERFACE[kind]
+        if isIPv6Address(interface):
+            family = socket.AF_INET6
+        elif isIPAddress(interface):
+            family = socket.AF_INET
+        else:
+            raise ValueError(f"the interface must be an IPv4 or IPv6 address, not {interface!r}")
+        return cls(family, interface, port, backlog)
 
     def socket(self) -> socket.socket:
         """A socket bound to this address with SO_REUSEPORT, not listening yet."""
@@ -91,6 +138,32 @@ class Address:
         interface = self.interface.replace(":", "\\:")
         kind = "tcp6" if self.family == socket.AF_INET6 else "tcp"
         return f"{kind}:{self.port}:interface={interface}:backlog={self.backlog}"
+
+
+def reserve(descriptions: Iterable[str]) -> tuple[list[socket.socket], list[Address]]:
+    """
+    Bind (without listening) a ``SO_REUSEPORT`` socket on each address, so
+    that a port in use fails once, before any worker starts, and the port
+    stays ours while workers come and go; the sockets, and the addresses
+    with the port the kernel chose for ``tcp:0``.
+
+    :raise CannotListenError: for the first address that cannot be bound.
+    """
+    reserved: list[socket.socket] = []
+    addresses: list[Address] = []
+    for description in descriptions:
+        address = Address.parse(description)
+        try:
+            sock = address.socket()
+        except OSError as e:
+            for sock in reserved:
+                sock.close()
+            raise error.CannotListenError(  # type: ignore[no-untyped-call]
+                address.interface, address.port, e
+            ) from None
+        reserved.append(sock)
+        addresses.append(replace(address, port=sock.getsockname()[1]))
+    return reserved, addresses
 
 
 class ReusePortEndpoint:
@@ -113,3 +186,34 @@ class ReusePortEndpoint:
         finally:
             sock.close()
         return succeed(port)
+
+
+def _fields(description: str) -> tuple[str, list[str], dict[str, str]]:
+    # Twisted's grammar: fields split at ":", a field's name split from its
+    # value at its first "=", and a backslash makes the next character literal.
+    fields: list[list[str]] = [[""]]
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            fields[-1][-1] += next(chars, "")
+        elif char == ":":
+            fields.append([""])
+        elif char == "=" and len(fields[-1]) == 1:
+            fields[-1].append("")
+        else:
+            fields[-1][-1] += char
+    (kind, *_), *rest = fields
+    positional = [field[0] for field in rest if len(field) == 1]
+    named = {field[0]: field[1] for field in rest if len(field) == 2}
+    return kind, positional, named
+
+
+def _whole_number(name: str, text: str, minimum: int, maximum: int | None) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum or (maximum is not None and value > maximum):
+        upto = f" to {maximum}" if maximum is not None else " or more"
+        raise ValueError(f"the {name} must be a whole number, {minimum}{upto}, not {text!r}")
+    return value
