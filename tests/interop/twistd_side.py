@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.logger import LogEvent, jsonFileLogObserver, textFileLogObserver
@@ -50,6 +51,41 @@ class Shout(WebSocketServerProtocol):
             self.sendMessage(str(self.factory.url).encode())  # type: ignore[no-untyped-call]
         else:
             self.sendMessage(payload.upper(), isBinary)  # type: ignore[no-untyped-call]
+
+
+class WebShout:
+    """
+    An operator's ``twisted.web.websocket`` protocol, shaped as in Twisted's
+    own examples: answers every text message in capitals, and
+    ``"latency?"`` with the keepalive transport's ``latency``.
+    """
+
+    transport: Any = None
+
+    @classmethod
+    def buildProtocol(cls, request: object) -> WebShout:
+        return cls()
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.transport = transport
+
+    def negotiationFinished(self) -> None:
+        pass
+
+    def textMessageReceived(self, message: str) -> None:
+        if message == "latency?":
+            self.transport.sendTextMessage(str(self.transport.latency))
+        else:
+            self.transport.sendTextMessage(message.upper())
+
+    def bytesMessageReceived(self, data: bytes) -> None:
+        self.transport.sendBytesMessage(data)
+
+    def pongReceived(self, payload: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: object) -> None:
+        pass
 
 
 class QuickPings(KeepaliveMixin, WebSocketServerProtocol):  # type: ignore[misc]
