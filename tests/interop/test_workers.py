@@ -65,7 +65,7 @@ def worker_pids(server: Server, count: int) -> dict[int, int]:
 
 
 def test_connections_are_spread_over_every_worker(
-    twistd: StartServer, clients: OpenClients
+    twistd: StartServer, framing: str, clients: OpenClients
 ) -> None:
     server = twistd("--workers", "2")
     pids = worker_pids(server, 2)
