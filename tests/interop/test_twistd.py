@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect, unix_connect
 from websockets.typing import Origin
 
+from tests.unit.test_web_unavailable import BLOCK_TWISTED_WEBSOCKET
 from tests.unit.wire import CLOSE, TEXT, frame, parse_frames
 
 from .conftest import StartPeer, StartServer, free_port, run_twistd
@@ -219,26 +220,11 @@ def test_protocol_that_cannot_be_imported_or_created_is_a_usage_error(
     _assert_one_usage_line(result, message)
 
 
-_BLOCK_TWISTED_WEBSOCKET = """\
-import sys
-
-
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name in ("twisted.web.websocket", "wsproto"):
-            raise ImportError(f"blocked: {name}")
-        return None
-
-
-sys.meta_path.insert(0, Block())
-"""
-
-
 def test_framing_twisted_without_twisted_websocket_says_what_to_install(tmp_path: Path) -> None:
     # A Twisted before 25.5, or one without wsproto, as an operator may have.
     older = tmp_path / "older"
     older.mkdir()
-    (older / "sitecustomize.py").write_text(_BLOCK_TWISTED_WEBSOCKET)
+    (older / "sitecustomize.py").write_text(BLOCK_TWISTED_WEBSOCKET)
     result = run_twistd(
         "-n", "--pidfile=", "wskeepalive", "--framing", "twisted", cwd=tmp_path, import_from=older
     )  # fmt: skip

@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.logger import LogEvent, jsonFileLogObserver, textFileLogObserver
 
 from twisted_keepalive import KeepaliveMixin
+from twisted_keepalive.server.echo_web import EchoProtocol
 
 #: The environment variable naming the file that gets the server's log events.
 LOG_PATH_VARIABLE = "WSKEEPALIVE_TEST_LOG"
@@ -53,39 +53,18 @@ class Shout(WebSocketServerProtocol):
             self.sendMessage(payload.upper(), isBinary)  # type: ignore[no-untyped-call]
 
 
-class WebShout:
+class WebShout(EchoProtocol):
     """
-    An operator's ``twisted.web.websocket`` protocol, shaped as in Twisted's
-    own examples: answers every text message in capitals, and
-    ``"latency?"`` with the keepalive transport's ``latency``.
+    An operator's ``twisted.web.websocket`` protocol: answers every text
+    message in capitals, and ``"latency?"`` with the keepalive transport's
+    ``latency``.
     """
-
-    transport: Any = None
-
-    @classmethod
-    def buildProtocol(cls, request: object) -> WebShout:
-        return cls()
-
-    def negotiationStarted(self, transport: Any) -> None:
-        self.transport = transport
-
-    def negotiationFinished(self) -> None:
-        pass
 
     def textMessageReceived(self, message: str) -> None:
         if message == "latency?":
             self.transport.sendTextMessage(str(self.transport.latency))
         else:
             self.transport.sendTextMessage(message.upper())
-
-    def bytesMessageReceived(self, data: bytes) -> None:
-        self.transport.sendBytesMessage(data)
-
-    def pongReceived(self, payload: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: object) -> None:
-        pass
 
 
 class QuickPings(KeepaliveMixin, WebSocketServerProtocol):  # type: ignore[misc]

@@ -72,12 +72,16 @@ def chosen(text: str) -> str:
     return framing
 
 
-def refuse_autobahn_only(framing: str, given: Mapping[str, bool]) -> None:
-    """Refuse an Autobahn-only option that was ``given`` with ``--framing twisted``."""
+def refuse_autobahn_only(framing: str, options: Mapping[str, Any]) -> None:
+    """
+    Refuse an Autobahn-only option given with ``--framing twisted``;
+    ``options`` by their command-line names, ``None`` (or no value of a
+    repeatable one) where not given.
+    """
     if framing != TWISTED:
         return
     for option, why in AUTOBAHN_ONLY.items():
-        if given.get(option):
+        if options[option] not in (None, []):
             raise usage.UsageError(
                 f"--{option} is not available with --framing twisted ({why}); "
                 "use --framing autobahn"

@@ -251,14 +251,7 @@ class Options(usage.Options):
                 "browser-heartbeat", self["browser-heartbeat"]
             )
         chosen = framing.chosen(self["framing"])
-        framing.refuse_autobahn_only(
-            chosen,
-            {
-                "allowed-origin": bool(self["allowed-origin"]),
-                "max-message-size": self["max-message-size"] is not None,
-                "external-url": self["external-url"] is not None,
-            },
-        )
+        framing.refuse_autobahn_only(chosen, self)
         self.settings = Settings(
             listen=tuple(parsing.listen_description(d, backlog) for d in listen),
             framing=chosen,
