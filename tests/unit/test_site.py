@@ -15,6 +15,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from tests.unit.wire import CLOSE, parse_frames
 from twisted_keepalive.server.connections import ConnectionTracker
 from twisted_keepalive.server.framing import FRAMINGS, served_protocol
 from twisted_keepalive.server.health import Ready
@@ -140,3 +141,16 @@ def test_demo_off_leaves_the_root_unserved(framing: str) -> None:
     channel, transport = connect(site)
     channel.dataReceived(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
     assert transport.value().startswith(b"HTTP/1.1 404 ")
+
+
+def test_a_connection_goes_away_with_1001_and_its_abort_drops_tcp(framing: str) -> None:
+    site, factory, _ = site_and_factory(framing)
+    channel, transport = connect(site)
+    channel.dataReceived(upgrade())  # type: ignore[attr-defined]
+    [connection] = factory.connections
+    transport.clear()
+    connection.going_away()
+    connection.going_away()  # the drain may tell a connection twice: one Close
+    assert parse_frames(transport.value()) == [(CLOSE, (1001).to_bytes(2, "big") + b"going away")]
+    connection.abort()
+    assert transport.disconnected  # what StringTransport's abortConnection sets
