@@ -26,8 +26,8 @@ from twisted.logger import Logger
 
 from twisted_keepalive.serving import ListeningService
 
+from .connections import GOING_AWAY_CODE, GOING_AWAY_REASON, ConnectionTracker
 from .health import Ready
-from .tracking import GOING_AWAY_CODE, GOING_AWAY_REASON, ServerFactory
 
 __all__ = ["WebSocketService"]
 
@@ -57,7 +57,7 @@ class WebSocketService(MultiService):
 
     def __init__(
         self,
-        factory: ServerFactory,
+        factory: ConnectionTracker,
         reactor: Any,
         *,
         close_timeout: float,

@@ -10,18 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_keepalive import Timeout
 
+from .connections import GOING_AWAY_CODE, GOING_AWAY_REASON, ConnectionTracker
+
 __all__ = ["GOING_AWAY_CODE", "GOING_AWAY_REASON", "ServerFactory", "TrackedConnection"]
 
 _log = Logger(namespace="twisted_keepalive")
-
-GOING_AWAY_CODE = 1001
-GOING_AWAY_REASON = "going away"
 
 
 class TrackedConnection:
@@ -99,31 +97,10 @@ class TrackedConnection:
         self.transport.abortConnection()
 
 
-class ServerFactory(WebSocketServerFactory):
+# Autobahn's own bases disagree on ``protocol``; mypy says so once a class has two.
+class ServerFactory(ConnectionTracker, WebSocketServerFactory):  # type: ignore[misc]
     """An Autobahn server factory that knows its connections, for shutdown."""
 
     def __init__(self, url: str | None, reactor: Any) -> None:
-        super().__init__(url, reactor=reactor)  # type: ignore[no-untyped-call]
-        self.connections: set[TrackedConnection] = set()
-        #: Connections lost since the start: what a full collection may free.
-        self.lost = 0
-        self._waiters: list[Deferred[None]] = []
-
-    def connection_lost(self, connection: TrackedConnection) -> None:
-        self.connections.discard(connection)
-        self.lost += 1
-        if not self.connections:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def when_all_lost(self) -> Deferred[None]:
-        """
-        A ``Deferred`` that fires once no connection is left; cancelling it
-        stops waiting.
-        """
-        if not self.connections:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred(self._waiters.remove)
-        self._waiters.append(waiter)
-        return waiter
+        WebSocketServerFactory.__init__(self, url, reactor=reactor)  # type: ignore[no-untyped-call]
+        ConnectionTracker.__init__(self)
