@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
 import threading
@@ -165,7 +166,7 @@ REQUEST = (
 def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
     supervisor: StartSupervisor,
 ) -> None:
-    server = supervisor("--close-timeout", "2")
+    server = supervisor("--close-timeout", "2", "--drain-spread", "0")
     old = worker_pids(server, 2)
     assert server.port is not None
     halfway = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
@@ -179,19 +180,26 @@ def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
         )
         for sock in halfway:
             sock.sendall(REQUEST[40:])
-        for sock in halfway:
-            received = b""
-            while b"\x88" not in received.partition(b"\r\n\r\n")[2][:1]:
+        # Read them all at once: the second worker retires only after the
+        # first has drained, and a 1001 nobody reads is aborted with it.
+        received = {sock: b"" for sock in halfway}
+
+        def complete(data: bytes) -> bool:
+            frames = data.partition(b"\r\n\r\n")[2]
+            return len(frames) >= 4 and frames[0] == 0x88
+
+        deadline = time.monotonic() + RESTART_TIMEOUT
+        while not all(complete(data) for data in received.values()):
+            assert time.monotonic() < deadline, received
+            waiting = [sock for sock, data in received.items() if not complete(data)]
+            for sock in select.select(waiting, [], [], 0.1)[0]:
                 chunk = sock.recv(4096)
-                assert chunk, f"closed after {received!r}"
-                received += chunk
-            head, _, frames = received.partition(b"\r\n\r\n")
+                assert chunk, f"closed after {received[sock]!r}"
+                received[sock] += chunk
+        for data in received.values():
+            head, _, frames = data.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 101"), head
-            while len(frames) < 4:
-                chunk = sock.recv(4096)
-                assert chunk, f"closed after {received!r}"
-                frames += chunk
-            assert frames[0] == 0x88 and frames[2:4] == (1001).to_bytes(2, "big"), frames
+            assert frames[2:4] == (1001).to_bytes(2, "big"), frames
     finally:
         for sock in halfway:
             sock.close()
@@ -343,15 +351,16 @@ def test_a_retiring_worker_that_hangs_is_killed_after_the_stop_bound_not_before(
     supervisor: StartSupervisor,
 ) -> None:
     # Liveness leaves retiring workers alone (the probe timeout is 1 s);
-    # the rolling restart's own bound, close timeout + 5 s, ends it.
-    server = supervisor("--close-timeout", "1", "--worker-timeout", "1")
+    # the rolling restart's own bound, drain spread + close timeout + 5 s,
+    # ends it.
+    server = supervisor("--close-timeout", "1", "--drain-spread", "2", "--worker-timeout", "1")
     old = worker_pids(server, 2)
     with retiring_slowly(server):
         with stopped(old[0]):
             [killed] = wait_for_log(
                 server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire_kill"
             )
-        assert (killed["worker"], killed["worker_pid"], killed["seconds"]) == (0, old[0], 6.0)
+        assert (killed["worker"], killed["worker_pid"], killed["seconds"]) == (0, old[0], 8.0)
         wait_for_done(server)
     assert not server.log(keepalive_event="worker_hung")
     assert not server.log(keepalive_event="worker_crash")

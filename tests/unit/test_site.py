@@ -154,3 +154,29 @@ def test_a_connection_goes_away_with_1001_and_its_abort_drops_tcp(framing: str) 
     assert parse_frames(transport.value()) == [(CLOSE, (1001).to_bytes(2, "big") + b"going away")]
     connection.abort()
     assert transport.disconnected  # what StringTransport's abortConnection sets
+
+
+def test_a_request_is_under_way_until_it_is_answered_or_handed_over(framing: str) -> None:
+    site, _, _ = site_and_factory(framing)
+    page, _ = connect(site)
+    page.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # type: ignore[attr-defined]
+    socket, _ = connect(site)
+    request = upgrade()
+    socket.dataReceived(request[:40])  # type: ignore[attr-defined]
+    assert len(site.under_way) == 2  # type: ignore[attr-defined]
+    page.dataReceived(b"\r\n")  # type: ignore[attr-defined]
+    assert len(site.under_way) == 1  # type: ignore[attr-defined]
+    socket.dataReceived(request[40:])  # type: ignore[attr-defined]
+    assert len(site.under_way) == 0  # type: ignore[attr-defined]
+
+
+def test_a_handshake_completing_after_the_ports_closed_opens_and_goes_away(framing: str) -> None:
+    site, factory, _ = site_and_factory(framing)
+    channel, transport = connect(site)
+    request = upgrade()
+    channel.dataReceived(request[:40])  # type: ignore[attr-defined]
+    factory.draining = True  # what the drain sets once its ports have closed
+    channel.dataReceived(request[40:])  # type: ignore[attr-defined]
+    head, _, frames = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 ")
+    assert parse_frames(frames) == [(CLOSE, (1001).to_bytes(2, "big") + b"going away")]

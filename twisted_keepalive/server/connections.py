@@ -24,11 +24,14 @@ class ConnectionTracker:
         closing handshake with 1001) and ``abort()`` (drop TCP).
     :ivar lost: connections lost since the start: what a full collection
         may free.
+    :ivar draining: set once the ports have closed for a drain: a connection
+        whose handshake completes after that goes away at once.
     """
 
     def __init__(self) -> None:
         self.connections: set[Any] = set()
         self.lost = 0
+        self.draining = False
         self._waiters: list[Deferred[None]] = []
 
     def connection_lost(self, connection: Any) -> None:

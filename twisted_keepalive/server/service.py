@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from twisted_keepalive import collect_stats, set_keepalive_options
-from twisted_keepalive.serving import ListeningService, QuietSite
+from twisted_keepalive.serving import ListeningService
 
 from .connections import ConnectionTracker
 from .gc import GarbageCollection, gc_collector
@@ -24,7 +24,7 @@ from .health import Ready, health_children
 from .pages import DEMO_PAGE, MODULE, PackageFile
 from .settings import Settings
 from .shutdown import WebSocketService
-from .site import ServerRoot, TakeoverResource
+from .site import ServerRoot, ServerSite, TakeoverResource
 from .tracking import ServerFactory, TrackedConnection
 
 __all__ = ["autobahn_served", "build_service", "build_site", "served_class"]
@@ -51,7 +51,7 @@ _WEB_IDLE_TIMEOUT = 5.0
 
 def build_site(
     websocket: Any, settings: Settings, ready: Ready, *, idle_timeout: float | None
-) -> QuietSite:
+) -> ServerSite:
     """
     The ``twisted.web`` site of one server: WebSocket upgrades on any path
     to the ``websocket`` resource; ``/`` (the demo page, unless ``--demo
@@ -69,7 +69,7 @@ def build_site(
     if settings.demo:
         children[b""] = PackageFile(*DEMO_PAGE)
     root = ServerRoot(websocket, children)
-    return QuietSite(root, timeout=idle_timeout)  # type: ignore[no-untyped-call]
+    return ServerSite(root, timeout=idle_timeout)
 
 
 def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, TakeoverResource]:
@@ -123,6 +123,7 @@ def build_service(
     """
     factory, counted, resource, idle_timeout = _served(settings, reactor)
     ready = Ready()
+    site = build_site(resource, settings, ready, idle_timeout=idle_timeout)
     service = WebSocketService(
         factory,
         reactor,
@@ -130,8 +131,8 @@ def build_service(
         drain_grace=settings.drain_grace,
         drain_spread=settings.drain_spread,
         ready=ready,
+        handshakes_under_way=lambda: len(site.under_way),
     )
-    site = build_site(resource, settings, ready, idle_timeout=idle_timeout)
     collection = GarbageCollection(
         settings.gc, reactor, lambda: len(factory.connections), lambda: factory.lost
     )

@@ -55,6 +55,10 @@ class TrackedConnection:
         self._served_opened = True
         _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
         super()._onOpen()  # type: ignore[misc]
+        if self.factory.draining:
+            # Its handshake was under way when the drain closed the ports:
+            # it opens, as the client asked, and goes away like the rest.
+            self.going_away()
 
     def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._served_closed = (code, reason, wasClean)
@@ -89,9 +93,8 @@ class TrackedConnection:
             self.sendCloseFrame(
                 code=GOING_AWAY_CODE, reasonUtf8=GOING_AWAY_REASON.encode(), isReply=False
             )
-        elif self.state == WebSocketServerProtocol.STATE_CONNECTING:
-            # No WebSocket yet, so no Close frame to send.
-            self.transport.loseConnection()
+        # A handshake still under way (CONNECTING) finishes first: _onOpen
+        # sends the 1001 then, and the close timeout bounds the wait.
 
     def abort(self) -> None:
         self.transport.abortConnection()

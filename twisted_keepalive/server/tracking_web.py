@@ -62,6 +62,9 @@ class TrackedWebConnection:
         self._opened = True
         _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
         self.application.negotiationFinished()
+        if self.factory.draining:
+            # Its handshake was under way when the drain closed the ports.
+            self.going_away()
 
     def textMessageReceived(self, message: str) -> None:
         self.application.textMessageReceived(message)

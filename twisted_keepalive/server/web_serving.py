@@ -18,6 +18,7 @@ from twisted.web.websocket import WebSocketResource
 from twisted_keepalive.web import KeepaliveFactory, with_keepalive
 
 from .settings import Settings
+from .site import handed_over
 from .tracking_web import WebServerFactory
 
 __all__ = ["TakeoverWebResource", "web_served"]
@@ -40,6 +41,7 @@ class TakeoverWebResource(WebSocketResource):
         if rendered is NOT_DONE_YET and transport is not None:
             # Upgraded: the WebSocket owns the transport now.
             transport.unregisterProducer()
+            handed_over(request)
         return rendered
 
 

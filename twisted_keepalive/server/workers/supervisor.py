@@ -199,10 +199,13 @@ class WorkersService(MultiService):
         return self.workers.get(index)
 
     def stop_bound(self) -> float:
-        """Seconds a worker told to stop or retire gets before it is killed."""
-        # Until the drain settings reach Settings (main's drain work).
-        spread = getattr(self.settings, "drain_spread", None) or 0.0
-        return float(spread) + self.settings.close_timeout + _EXIT_GRACE
+        """
+        Seconds a worker told to stop or retire gets before it is killed:
+        its drain's grace (a retiring worker skips it, so for it this is
+        generous) and spread, the close timeout, and a margin.
+        """
+        settings = self.settings
+        return settings.drain_grace + settings.drain_spread + settings.close_timeout + _EXIT_GRACE
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
