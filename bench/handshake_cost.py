@@ -36,6 +36,7 @@ from twisted.internet.testing import StringTransport  # noqa: E402
 from twisted_keepalive.server.health import Ready  # noqa: E402
 from twisted_keepalive.server.service import build_site, served_class  # noqa: E402
 from twisted_keepalive.server.settings import Settings  # noqa: E402
+from twisted_keepalive.server.site import TakeoverResource  # noqa: E402
 from twisted_keepalive.server.tracking import ServerFactory  # noqa: E402
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -69,7 +70,9 @@ def through_autobahn(made: ServerFactory) -> Callable[[], Any]:
 
 
 def through_site(made: ServerFactory) -> Callable[[], Any]:
-    site = build_site(made, Settings(), Ready())
+    site = build_site(
+        TakeoverResource(made), Settings(), Ready(), idle_timeout=made.openHandshakeTimeout
+    )
 
     def open_one() -> Any:
         channel = site.buildProtocol(PEER)

@@ -143,14 +143,36 @@ class Server:
 StartServer = Callable[..., Server]
 
 
+#: The framings ``twistd wskeepalive --framing`` serves on.
+FRAMINGS = ("autobahn", "twisted")
+
+
+@pytest.fixture(params=FRAMINGS)
+def framing(request: pytest.FixtureRequest) -> str:
+    """
+    Each framing in turn: a test that asks for this fixture runs on both,
+    every server its ``twistd`` starts given ``--framing`` (the behaviour an
+    operator relies on must not depend on the framing).
+    """
+    chosen: str = request.param
+    return chosen
+
+
 @pytest.fixture
-def twistd(tmp_path: Path) -> Iterator[StartServer]:
+def twistd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartServer]:
     """
     Start ``twistd -n wskeepalive --listen ... OPTIONS`` and wait until it
     accepts connections; ``listen`` defaults to a free loopback TCP port.
-    Servers still running at the end get SIGTERM and must exit 0.
+    In a test that uses the :func:`framing` fixture, ``--framing`` comes
+    first among the options.  Servers still running at the end get SIGTERM
+    and must exit 0.
     """
     servers: list[Server] = []
+    chosen = (
+        ["--framing", request.getfixturevalue("framing")]
+        if "framing" in request.fixturenames
+        else []
+    )
 
     def start(*options: str, listen: str | None = None) -> Server:
         port = None
@@ -174,6 +196,7 @@ def twistd(tmp_path: Path) -> Iterator[StartServer]:
                     "wskeepalive",
                     "--listen",
                     listen,
+                    *chosen,
                     *options,
                 ],
                 cwd=tmp_path,

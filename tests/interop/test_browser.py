@@ -104,7 +104,7 @@ def test_plain_get_of_any_other_path_is_404(twistd: StartServer, path: str) -> N
 # -- the heartbeat switch --------------------------------------------------------
 
 
-def test_twistd_answers_browser_heartbeats_by_default(twistd: StartServer) -> None:
+def test_twistd_answers_browser_heartbeats_by_default(twistd: StartServer, framing: str) -> None:
     server = twistd()
     with connect(server.url) as client:
         client.send("\x00wsk1 ping abc-1")

@@ -40,7 +40,9 @@ def wait_for(port: int, name: str, value: float, timeout: float = 10.0) -> Sampl
 
 
 @pytest.mark.skipif(not NODE_PEERS_READY, reason=NODE_MISSING)
-def test_metrics_follow_live_and_silent_peers(twistd: StartServer, peers: StartPeer) -> None:
+def test_metrics_follow_live_and_silent_peers(
+    twistd: StartServer, framing: str, peers: StartPeer
+) -> None:
     metrics_port = free_port()
     server = twistd(
         "--ping-interval", "0.2", "--ping-timeout", "0.4", "--close-timeout", "0.5",

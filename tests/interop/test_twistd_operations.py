@@ -65,7 +65,7 @@ def test_healthz_and_readyz_answer_200_on_every_port(
         assert body == (text if method == "GET" else b"")
 
 
-def test_probes_and_page_fetches_log_no_warning(twistd: StartServer) -> None:
+def test_probes_and_page_fetches_log_no_warning(twistd: StartServer, framing: str) -> None:
     server = twistd()
     assert server.port is not None
     for path in ("/", "/keepalive.js", "/healthz", "/readyz", "/no/such/page") * 3:
@@ -148,7 +148,7 @@ def test_without_cors_origin_no_other_origin_may_read_the_module(twistd: StartSe
 
 
 def test_demo_off_answers_404_at_the_root_and_still_serves_the_rest(
-    twistd: StartServer,
+    twistd: StartServer, framing: str
 ) -> None:
     server = twistd("--demo", "off")
     assert server.port is not None
@@ -213,7 +213,7 @@ def wait_for_readyz(port: int, status: int, timeout: float = 5.0) -> float:
 
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_readyz_turns_503_at_once_and_new_connections_are_served_during_the_grace(
-    twistd: StartServer, signal_number: int
+    twistd: StartServer, framing: str, signal_number: int
 ) -> None:
     metrics_port, options = metrics_port_and_options()
     server = twistd("--drain-grace", "3", "--drain-spread", "0", *options)
@@ -236,7 +236,7 @@ def test_readyz_turns_503_at_once_and_new_connections_are_served_during_the_grac
     assert server.process.wait(15) == 0, server.output()
 
 
-def test_the_1001s_arrive_spread_over_the_drain_spread(twistd: StartServer) -> None:
+def test_the_1001s_arrive_spread_over_the_drain_spread(twistd: StartServer, framing: str) -> None:
     count, spread = 12, 3.0
     server = twistd("--drain-spread", str(spread))
     assert server.port is not None
@@ -260,7 +260,7 @@ def test_the_1001s_arrive_spread_over_the_drain_spread(twistd: StartServer) -> N
     assert (closing["count"], closing["spread"]) == (count, spread)
 
 
-def test_a_second_signal_skips_the_rest_of_the_grace(twistd: StartServer) -> None:
+def test_a_second_signal_skips_the_rest_of_the_grace(twistd: StartServer, framing: str) -> None:
     server = twistd("--drain-grace", "120", "--drain-spread", "120")
     assert server.port is not None
     clients = [RawClient(server.port) for _ in range(3)]

@@ -29,7 +29,7 @@ clients = workers_support.clients
 
 
 def test_connections_are_spread_over_every_worker(
-    twistd: StartServer, clients: OpenClients
+    twistd: StartServer, framing: str, clients: OpenClients
 ) -> None:
     server = twistd("--workers", "2")
     pids = worker_pids(server, 2)

@@ -178,7 +178,7 @@ def close_code(frames: bytes) -> int | None:
 def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
     supervisor: StartSupervisor,
 ) -> None:
-    server = supervisor("--close-timeout", "2")
+    server = supervisor("--close-timeout", "2", "--drain-spread", "0")
     old = worker_pids(server, 2)
     assert server.port is not None
     halfway = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]

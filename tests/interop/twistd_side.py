@@ -14,6 +14,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.logger import LogEvent, jsonFileLogObserver, textFileLogObserver
 
 from twisted_keepalive import KeepaliveMixin
+from twisted_keepalive.server.echo_web import EchoProtocol
 
 #: The environment variable naming the file that gets the server's log events.
 LOG_PATH_VARIABLE = "WSKEEPALIVE_TEST_LOG"
@@ -50,6 +51,20 @@ class Shout(WebSocketServerProtocol):
             self.sendMessage(str(self.factory.url).encode())  # type: ignore[no-untyped-call]
         else:
             self.sendMessage(payload.upper(), isBinary)  # type: ignore[no-untyped-call]
+
+
+class WebShout(EchoProtocol):
+    """
+    An operator's ``twisted.web.websocket`` protocol: answers every text
+    message in capitals, and ``"latency?"`` with the keepalive transport's
+    ``latency``.
+    """
+
+    def textMessageReceived(self, message: str) -> None:
+        if message == "latency?":
+            self.transport.sendTextMessage(str(self.transport.latency))
+        else:
+            self.transport.sendTextMessage(message.upper())
 
 
 class QuickPings(KeepaliveMixin, WebSocketServerProtocol):  # type: ignore[misc]

@@ -191,3 +191,24 @@ def test_no_connections_drains_at_once() -> None:
     _clock, service, _, port = served(0, grace=0.0, spread=5.0)
     assert service.drain().called
     assert not port.listening
+
+
+def test_the_drain_waits_for_handshakes_under_way_but_not_for_ever() -> None:
+    clock = Clock()
+    factory = ServerFactory(None, clock)
+    under_way = [3]
+    service = WebSocketService(
+        factory, clock, close_timeout=10.0, handshakes_under_way=lambda: under_way[0]
+    )
+    service.startService()
+    done = service.drain()
+    newcomer = FakeConnection(factory, clock)
+    run_timers(clock, until=0.5)
+    assert not done.called
+    # One handshake completes: a connection opens, and is told with the rest.
+    under_way[0] = 1
+    factory.connections.add(newcomer)  # type: ignore[arg-type]
+    run_timers(clock, until=5.0)
+    # The last one never completes: the drain gives up on it after the bound.
+    assert newcomer.told and 2.0 <= newcomer.told[0] <= 2.1
+    assert done.called

@@ -10,19 +10,25 @@ import subprocess
 import sys
 import textwrap
 
+#: Python that makes this interpreter a Twisted without ``twisted.web.websocket``.
+BLOCK_TWISTED_WEBSOCKET = textwrap.dedent(
+    """
+    import sys
+
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name in ("twisted.web.websocket", "wsproto"):
+                raise ImportError(f"blocked: {name}")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
 
 def test_importing_the_web_adapter_without_twisted_websocket_says_what_to_install() -> None:
-    script = textwrap.dedent(
+    script = BLOCK_TWISTED_WEBSOCKET + textwrap.dedent(
         """
-        import sys
-
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name in ("twisted.web.websocket", "wsproto"):
-                    raise ImportError(f"blocked: {name}")
-                return None
-
-        sys.meta_path.insert(0, Block())
         import twisted_keepalive
         from twisted_keepalive import KeepaliveMixin, collect_stats
         assert "twisted_keepalive.web" not in sys.modules, "the Autobahn side imported web"

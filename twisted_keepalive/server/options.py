@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from twisted.python import usage
 
-from . import parsing
+from . import framing, parsing
 from .gc import GC_POLICIES, GC_SCHEDULED
 from .pages import cors_origins
 from .settings import (
@@ -51,7 +51,8 @@ class Options(usage.Options):
     longdesc = (
         "Runs a WebSocket server that pings every client and fails the connections of "
         "clients that stop answering (close code 1011). It echoes messages unless "
-        "--protocol names your own Autobahn protocol. SIGTERM or SIGINT drains it: /readyz "
+        "--protocol names your own protocol, of Autobahn's API or, with --framing twisted, "
+        "of twisted.web.websocket's. SIGTERM or SIGINT drains it: /readyz "
         "turns 503, the server keeps serving for --drain-grace, closes its ports, sends every "
         "connection 1001 'going away' spread over --drain-spread, waits at most "
         "--close-timeout, and exits 0; a second signal skips the rest of the grace and spread."
@@ -113,18 +114,32 @@ class Options(usage.Options):
             "[default: on, or the browser_heartbeat of a --protocol that sets it]",
         ],
         [
+            "framing",
+            None,
+            framing.AUTOBAHN,
+            "The WebSocket implementation: 'autobahn', or 'twisted' for Twisted's own "
+            "twisted.web.websocket (Twisted 25.5 or later: pip install "
+            "'twisted-keepalive[web]'). Twisted's has no --allowed-origin, --max-message-size "
+            "or --external-url, and does not tell the close code of a Close the peer sent.",
+        ],
+        [
             "protocol",
             None,
-            "twisted_keepalive.server.echo.EchoProtocol",
-            "Dotted name of the autobahn.twisted.websocket.WebSocketServerProtocol "
-            "subclass to serve; KeepaliveMixin is added if the class lacks it.",
+            None,
+            "Dotted name of the protocol class to serve: with --framing autobahn an "
+            "autobahn.twisted.websocket.WebSocketServerProtocol subclass (KeepaliveMixin is "
+            "added if the class lacks it); with --framing twisted a twisted.web.websocket "
+            "protocol class with a buildProtocol(request) class method. "
+            f"[default: {framing.DEFAULT_PROTOCOLS[framing.AUTOBAHN]}, or "
+            f"{framing.DEFAULT_PROTOCOLS[framing.TWISTED]} with --framing twisted]",
         ],
         [
             "max-message-size",
             None,
-            str(DEFAULT_MAX_MESSAGE_SIZE),
+            None,
             "Largest message accepted, in bytes (0: no limit); a larger one fails "
-            "the connection with 1009.",
+            "the connection with 1009. Not with --framing twisted: wsproto has no limit. "
+            f"[default: {DEFAULT_MAX_MESSAGE_SIZE}]",
         ],
         [
             "external-url",
@@ -132,7 +147,7 @@ class Options(usage.Options):
             None,
             "The ws:// or wss:// URL clients use to reach this server (behind a proxy, "
             "the proxy's), given to Autobahn's factory: the protocol sees it as "
-            "factory.url. [default: none]",
+            "factory.url. Not with --framing twisted. [default: none]",
         ],
         [
             "metrics",
@@ -248,13 +263,20 @@ class Options(usage.Options):
             keepalive["browser_heartbeat"] = parsing.on_off(
                 "browser-heartbeat", self["browser-heartbeat"]
             )
+        chosen = framing.chosen(self["framing"])
+        framing.refuse_autobahn_only(chosen, self)
         self.settings = Settings(
             listen=tuple(parsing.listen_description(d, backlog) for d in listen),
-            protocol=parsing.server_protocol(self["protocol"]),
+            framing=chosen,
+            protocol=framing.served_protocol(chosen, self["protocol"]),
             keepalive=MappingProxyType(keepalive),
             allowed_origins=tuple(self["allowed-origin"]),
             max_message_size=parsing.whole_number(
-                "max-message-size", self["max-message-size"], minimum=0
+                "max-message-size",
+                str(DEFAULT_MAX_MESSAGE_SIZE)
+                if self["max-message-size"] is None
+                else self["max-message-size"],
+                minimum=0,
             ),
             external_url=parsing.external_url(self["external-url"]),
             metrics=parsing.metrics_endpoint(self["metrics"]),

@@ -1,8 +1,9 @@
 """
 :func:`build_service`: the one server that :class:`~.settings.Settings`
-describe, assembled: the served class, its factory and protocol options,
-the ``twisted.web`` site around it (pages, probes), the endpoints, the
-drain, the garbage-collector policy and the metrics.
+describe, assembled: the served class, its factory and protocol options (on
+Autobahn's framing here, on Twisted's in :mod:`.web_serving`), the
+``twisted.web`` site around it (pages, probes), the endpoints, the drain,
+the garbage-collector policy and the metrics.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 
 from twisted_keepalive import collect_stats, set_keepalive_options
-from twisted_keepalive.serving import ListeningService, QuietSite
+from twisted_keepalive.serving import ListeningService
 
+from .connections import ConnectionTracker
 from .gc import GarbageCollection, gc_collector
 from .health import Ready, health_children
 from .pages import DEMO_PAGE, MODULE, PackageFile
 from .settings import Settings
 from .shutdown import WebSocketService
-from .site import ServerRoot, TakeoverResource
+from .site import ServerRoot, ServerSite, TakeoverResource
 from .tracking import ServerFactory, TrackedConnection
 
-__all__ = ["build_service", "build_site", "served_class"]
+__all__ = ["autobahn_served", "build_service", "build_site", "served_class"]
 
 _log = Logger(namespace="twisted_keepalive")
 
@@ -42,11 +44,23 @@ def served_class(protocol: type[Any]) -> type[Any]:
     )
 
 
-def build_site(factory: ServerFactory, settings: Settings, ready: Ready) -> QuietSite:
+#: Seconds an HTTP connection may stay idle on Twisted's framing: Autobahn's
+#: default opening-handshake timeout, which bounds it on Autobahn's.
+_WEB_IDLE_TIMEOUT = 5.0
+
+
+def build_site(
+    websocket: Any, settings: Settings, ready: Ready, *, idle_timeout: float | None
+) -> ServerSite:
     """
     The ``twisted.web`` site of one server: WebSocket upgrades on any path
-    to ``factory``; ``/`` (the demo page, unless ``--demo off``),
-    ``/keepalive.js``, ``/healthz`` and ``/readyz`` to plain requests.
+    to the ``websocket`` resource; ``/`` (the demo page, unless ``--demo
+    off``), ``/keepalive.js``, ``/healthz`` and ``/readyz`` to plain
+    requests.
+
+    :param idle_timeout: seconds after which an idle HTTP connection -- a
+        WebSocket client that never sends its handshake among them -- is
+        closed.
     """
     children = {
         **health_children(ready),
@@ -54,11 +68,44 @@ def build_site(factory: ServerFactory, settings: Settings, ready: Ready) -> Quie
     }
     if settings.demo:
         children[b""] = PackageFile(*DEMO_PAGE)
-    root = ServerRoot(TakeoverResource(factory), children)  # type: ignore[no-untyped-call]
-    # Idle HTTP connections -- a WebSocket client that never sends its
-    # handshake among them -- go after Autobahn's opening-handshake timeout,
-    # as they did before twisted.web parsed the handshake.
-    return QuietSite(root, timeout=factory.openHandshakeTimeout)  # type: ignore[no-untyped-call]
+    root = ServerRoot(websocket, children)
+    return ServerSite(root, timeout=idle_timeout)
+
+
+def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, TakeoverResource]:
+    """The Autobahn factory of ``settings`` (it tracks its connections too), and its resource."""
+    factory = ServerFactory(settings.external_url, reactor)
+    factory.protocol = served_class(settings.protocol)
+    factory.setProtocolOptions(  # type: ignore[no-untyped-call]
+        allowedOrigins=list(settings.allowed_origins) or ["*"],
+        maxMessagePayloadSize=settings.max_message_size,
+        # Autobahn's closing-handshake timer runs on txaio's batched timer,
+        # which truncates its deadline to a whole second: it fires up to 1 s
+        # early (at once, for its 1 s default).  One second more keeps it from
+        # ever cutting a handshake short; the keepalive's abort and the
+        # shutdown's bound run on callLater and keep close_timeout exactly.
+        closeHandshakeTimeout=settings.close_timeout + 1.0,
+        # Send the Close frame with its code (1009 message too big, 1002
+        # protocol error) before closing, rather than drop TCP unexplained.
+        failByDrop=False,
+    )
+    set_keepalive_options(factory, **settings.keepalive_given())
+    return factory, TakeoverResource(factory)  # type: ignore[no-untyped-call]
+
+
+def _served(settings: Settings, reactor: Any) -> tuple[ConnectionTracker, Any, Any, float | None]:
+    # The tracker of the connections, the factory collect_stats counts, the
+    # resource every upgrade goes to, the HTTP idle timeout.
+    if settings.framing == "twisted":
+        # Only for --framing twisted: it needs twisted.web.websocket.
+        from .web_serving import web_served
+
+        tracker, counted, resource = web_served(settings, reactor)
+        return tracker, counted, resource, _WEB_IDLE_TIMEOUT
+    factory, takeover = autobahn_served(settings, reactor)
+    # Idle HTTP connections go after Autobahn's opening-handshake timeout, as
+    # they did before twisted.web parsed the handshake.
+    return factory, factory, takeover, factory.openHandshakeTimeout
 
 
 def build_service(
@@ -74,33 +121,18 @@ def build_service(
         description; by default Twisted's ``serverFromString`` (a worker of
         ``--workers`` listens with ``SO_REUSEPORT`` instead).
     """
-    close_timeout = settings.close_timeout
-    factory = ServerFactory(settings.external_url, reactor)
-    factory.protocol = served_class(settings.protocol)
-    factory.setProtocolOptions(  # type: ignore[no-untyped-call]
-        allowedOrigins=list(settings.allowed_origins) or ["*"],
-        maxMessagePayloadSize=settings.max_message_size,
-        # Autobahn's closing-handshake timer runs on txaio's batched timer,
-        # which truncates its deadline to a whole second: it fires up to 1 s
-        # early (at once, for its 1 s default).  One second more keeps it from
-        # ever cutting a handshake short; the keepalive's abort and the
-        # shutdown's bound run on callLater and keep close_timeout exactly.
-        closeHandshakeTimeout=close_timeout + 1.0,
-        # Send the Close frame with its code (1009 message too big, 1002
-        # protocol error) before closing, rather than drop TCP unexplained.
-        failByDrop=False,
-    )
-    set_keepalive_options(factory, **settings.keepalive_given())
+    factory, counted, resource, idle_timeout = _served(settings, reactor)
     ready = Ready()
+    site = build_site(resource, settings, ready, idle_timeout=idle_timeout)
     service = WebSocketService(
         factory,
         reactor,
-        close_timeout=close_timeout,
+        close_timeout=settings.close_timeout,
         drain_grace=settings.drain_grace,
         drain_spread=settings.drain_spread,
         ready=ready,
+        handshakes_under_way=lambda: len(site.under_way),
     )
-    site = build_site(factory, settings, ready)
     collection = GarbageCollection(
         settings.gc, reactor, lambda: len(factory.connections), lambda: factory.lost
     )
@@ -109,7 +141,7 @@ def build_service(
         from twisted_keepalive.metrics import MetricsService
 
         metrics = MetricsService(
-            settings.metrics, [collect_stats(factory)], reactor, children=health_children(ready)
+            settings.metrics, [collect_stats(counted)], reactor, children=health_children(ready)
         )
         metrics.registry.register(gc_collector(collection))
         service.addService(metrics)  # type: ignore[no-untyped-call]
@@ -119,9 +151,10 @@ def build_service(
     # Last: what start-up made (the listening ports included) gets frozen.
     service.addService(collection)  # type: ignore[no-untyped-call]
     _log.info(
-        "serving {protocol} on {listen}; ping_interval {ping_interval}, "
+        "serving {protocol} on {listen} ({framing} framing); ping_interval {ping_interval}, "
         "ping_timeout {ping_timeout}, close_timeout {close_timeout} (seconds)",
         protocol=settings.protocol.__qualname__,
+        framing=settings.framing,
         listen=", ".join(settings.listen),
         metrics=settings.metrics,
         keepalive_event="start",

@@ -60,13 +60,17 @@ class Settings:
     What ``twistd wskeepalive`` was told, validated.
 
     :ivar listen: endpoint descriptions, the backlog filled in.
-    :ivar protocol: the ``WebSocketServerProtocol`` subclass to serve, with
-        :class:`~twisted_keepalive.KeepaliveMixin` among its bases (added to
-        the operator's class if it lacked it).
+    :ivar framing: ``"autobahn"`` or ``"twisted"`` (``twisted.web.websocket``).
+    :ivar protocol: on Autobahn's framing, the ``WebSocketServerProtocol``
+        subclass to serve, with :class:`~twisted_keepalive.KeepaliveMixin`
+        among its bases (added to the operator's class if it lacked it); on
+        Twisted's, a ``twisted.web.websocket`` protocol class with a
+        ``buildProtocol(request)`` class method.
     :ivar keepalive: the keepalive settings given on the command line, by
         :func:`~twisted_keepalive.set_keepalive_options` name; for those not
-        given, the protocol class's attributes apply, or where it sets none,
-        the service's defaults (``browser_heartbeat`` on) over the library's.
+        given, the Autobahn protocol class's attributes apply, or where it
+        sets none, the service's defaults (``browser_heartbeat`` on) over the
+        library's.
     :ivar allowed_origins: Autobahn ``allowedOrigins`` patterns; empty allows
         every origin.
     :ivar max_message_size: bytes; 0 for no limit.
@@ -86,6 +90,7 @@ class Settings:
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
+    framing: str = "autobahn"
     protocol: type[Any] = EchoProtocol
     keepalive: Mapping[str, float | bool | None] = field(
         default_factory=lambda: MappingProxyType({})
@@ -110,25 +115,34 @@ class Settings:
         defaults = {
             setting: value
             for setting, value in _SERVICE_DEFAULTS.items()
-            if not _class_sets(self.protocol, setting)
+            if not self._class_sets(setting)
         }
         return {**defaults, **self.keepalive}
 
     def keepalive_in_force(self) -> dict[str, float | bool | None]:
         """Each keepalive setting as the connections will use it."""
         given = self.keepalive_given()
+        source = self._settings_source()
         return {
-            setting: given[setting] if setting in given else getattr(self.protocol, setting)
+            setting: given[setting] if setting in given else getattr(source, setting)
             for setting in SETTING_NAMES
         }
+
+    def _settings_source(self) -> type[Any]:
+        # A twisted.web.websocket protocol sets no keepalive settings: the
+        # library's defaults (the mixin's) apply to it.
+        return self.protocol if self.framing == "autobahn" else KeepaliveMixin
+
+    def _class_sets(self, setting: str) -> bool:
+        # KeepaliveMixin holds the library's defaults; a subclass that assigns
+        # the setting has it in its own __dict__.
+        return any(
+            setting in vars(klass)
+            for klass in self._settings_source().__mro__
+            if klass is not KeepaliveMixin
+        )
 
     @property
     def close_timeout(self) -> float:
         """Seconds a closing handshake may take."""
         return self.keepalive_in_force()["close_timeout"] or DEFAULT_CLOSE_TIMEOUT
-
-
-def _class_sets(protocol: type[Any], setting: str) -> bool:
-    # KeepaliveMixin holds the library's defaults; a subclass that assigns the
-    # setting has it in its own __dict__.
-    return any(setting in vars(klass) for klass in protocol.__mro__ if klass is not KeepaliveMixin)

@@ -17,7 +17,7 @@ of the grace and of the spread are skipped.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
@@ -26,16 +26,21 @@ from twisted.logger import Logger
 
 from twisted_keepalive.serving import ListeningService
 
+from .connections import GOING_AWAY_CODE, GOING_AWAY_REASON, ConnectionTracker
 from .health import Ready
-from .tracking import GOING_AWAY_CODE, GOING_AWAY_REASON, ServerFactory
 
-__all__ = ["WebSocketService"]
+__all__ = ["HANDSHAKE_BOUND", "WebSocketService"]
 
 _log = Logger(namespace="twisted_keepalive")
 
 #: Aborted connections report ``connectionLost`` within a reactor turn; this
 #: only bounds a transport that never does.
 _ABORT_GRACE = 1.0
+
+#: Seconds a drain waits for the handshakes under way when the ports closed
+#: (they take milliseconds; a client that sent half a request by then is
+#: not waited for any longer).
+HANDSHAKE_BOUND = 2.0
 
 #: The shortest pause between two batches of 1001s, in seconds: 20,000
 #: connections spread over 5 s go forty every 10 ms.
@@ -57,13 +62,14 @@ class WebSocketService(MultiService):
 
     def __init__(
         self,
-        factory: ServerFactory,
+        factory: ConnectionTracker,
         reactor: Any,
         *,
         close_timeout: float,
         drain_grace: float = 0.0,
         drain_spread: float = 0.0,
         ready: Ready | None = None,
+        handshakes_under_way: Callable[[], int] = lambda: 0,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.factory = factory
@@ -72,6 +78,7 @@ class WebSocketService(MultiService):
         self.drain_spread = drain_spread
         self.ready = ready if ready is not None else Ready()
         self.listeners: list[ListeningService] = []
+        self._handshakes_under_way = handshakes_under_way
         self._reactor = reactor
         self._drained: Deferred[None] | None = None
         self._drain_done = False
@@ -142,7 +149,8 @@ class WebSocketService(MultiService):
         )
         await self._sleep(grace_seconds)
         await DeferredList([listener.stop_listening() for listener in self.listeners])
-        if connections:
+        self.factory.draining = True
+        if connections or self._handshakes_under_way():
             _log.info(
                 "closing {count} connections with {code} {reason!r} over {spread} s",
                 count=len(connections),
@@ -152,7 +160,9 @@ class WebSocketService(MultiService):
                 keepalive_event="shutdown",
             )
             await self._spread_going_away(list(connections))
-            # Handshakes that were under way when the ports closed.
+            # Handshakes that were under way when the ports closed: each
+            # opens, as its client asked, and goes away at once.
+            await self._handshakes_finished()
             for connection in list(connections):
                 connection.going_away()
             if not await self._all_lost_within(self.close_timeout):
@@ -189,6 +199,12 @@ class WebSocketService(MultiService):
                 # Sleep until the next slot, not a fixed tick: no drift.
                 next_slot = started + sent * spread / count
                 await self._sleep(max(_SHORTEST_TICK, next_slot - now))
+
+    async def _handshakes_finished(self) -> None:
+        waited = 0.0
+        while self._handshakes_under_way() and waited < HANDSHAKE_BOUND and not self._hurried:
+            await self._sleep(_SHORTEST_TICK * 2)
+            waited += _SHORTEST_TICK * 2
 
     async def _sleep(self, seconds: float) -> None:
         if seconds <= 0 or self._hurried:

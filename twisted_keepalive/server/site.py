@@ -9,17 +9,77 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from weakref import WeakSet
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
+from twisted.web.server import Request
 
-__all__ = ["NotFound", "ServerRoot", "TakeoverResource", "wants_websocket"]
+from twisted_keepalive.serving import QuietSite
+
+__all__ = [
+    "CountedRequest",
+    "NotFound",
+    "ServerRoot",
+    "ServerSite",
+    "TakeoverResource",
+    "handed_over",
+    "wants_websocket",
+]
 
 
 def wants_websocket(request: Any) -> bool:
     """Whether ``request`` asks to upgrade to a WebSocket (RFC 6455 section 4.1)."""
     upgrade = request.getHeader(b"Upgrade")
     return upgrade is not None and b"websocket" in upgrade.lower()
+
+
+class CountedRequest(Request):
+    """
+    A request its site counts while it is under way -- from its request line
+    until it is answered, lost, or handed over to a WebSocket -- so that a
+    drain can let the handshakes under way finish before it ends.
+    """
+
+    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(channel, *args, **kwargs)  # type: ignore[no-untyped-call]
+        self._counted_by = getattr(channel, "site", None)
+        if isinstance(self._counted_by, ServerSite):
+            self._counted_by.under_way.add(self)
+
+    def stop_counting(self) -> None:
+        """Not under way any more."""
+        if isinstance(self._counted_by, ServerSite):
+            self._counted_by.under_way.discard(self)
+            self._counted_by = None
+
+    def finish(self) -> Any:
+        self.stop_counting()
+        return super().finish()  # type: ignore[no-untyped-call]
+
+    def connectionLost(self, reason: Any) -> None:
+        self.stop_counting()
+        super().connectionLost(reason)  # type: ignore[no-untyped-call]
+
+
+def handed_over(request: Any) -> None:
+    """``request`` became a WebSocket: its site stops counting it."""
+    if isinstance(request, CountedRequest):
+        request.stop_counting()
+
+
+class ServerSite(QuietSite):
+    """
+    The server's site: :class:`~twisted_keepalive.serving.QuietSite` that
+    knows its requests under way (:attr:`under_way`).
+    """
+
+    requestFactory = CountedRequest
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        #: The requests whose answer or handover is still to come.
+        self.under_way: WeakSet[CountedRequest] = WeakSet()
 
 
 class TakeoverResource(WebSocketResource):
@@ -37,6 +97,7 @@ class TakeoverResource(WebSocketResource):
         if transport is not None and request.channel.transport is None:
             # Taken over: the WebSocket protocol owns the transport now.
             transport.unregisterProducer()
+            handed_over(request)
         return rendered
 
 

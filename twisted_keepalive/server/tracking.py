@@ -10,18 +10,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_keepalive import Timeout
 
+from .connections import GOING_AWAY_CODE, GOING_AWAY_REASON, ConnectionTracker
+
 __all__ = ["GOING_AWAY_CODE", "GOING_AWAY_REASON", "ServerFactory", "TrackedConnection"]
 
 _log = Logger(namespace="twisted_keepalive")
-
-GOING_AWAY_CODE = 1001
-GOING_AWAY_REASON = "going away"
 
 
 class TrackedConnection:
@@ -57,6 +55,10 @@ class TrackedConnection:
         self._served_opened = True
         _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
         super()._onOpen()  # type: ignore[misc]
+        if self.factory.draining:
+            # Its handshake was under way when the drain closed the ports:
+            # it opens, as the client asked, and goes away like the rest.
+            self.going_away()
 
     def _onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._served_closed = (code, reason, wasClean)
@@ -91,39 +93,17 @@ class TrackedConnection:
             self.sendCloseFrame(
                 code=GOING_AWAY_CODE, reasonUtf8=GOING_AWAY_REASON.encode(), isReply=False
             )
-        elif self.state == WebSocketServerProtocol.STATE_CONNECTING:
-            # No WebSocket yet, so no Close frame to send.
-            self.transport.loseConnection()
+        # A handshake still under way (CONNECTING) finishes first: _onOpen
+        # sends the 1001 then, and the close timeout bounds the wait.
 
     def abort(self) -> None:
         self.transport.abortConnection()
 
 
-class ServerFactory(WebSocketServerFactory):
+# Autobahn's own bases disagree on ``protocol``; mypy says so once a class has two.
+class ServerFactory(ConnectionTracker, WebSocketServerFactory):  # type: ignore[misc]
     """An Autobahn server factory that knows its connections, for shutdown."""
 
     def __init__(self, url: str | None, reactor: Any) -> None:
-        super().__init__(url, reactor=reactor)  # type: ignore[no-untyped-call]
-        self.connections: set[TrackedConnection] = set()
-        #: Connections lost since the start: what a full collection may free.
-        self.lost = 0
-        self._waiters: list[Deferred[None]] = []
-
-    def connection_lost(self, connection: TrackedConnection) -> None:
-        self.connections.discard(connection)
-        self.lost += 1
-        if not self.connections:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def when_all_lost(self) -> Deferred[None]:
-        """
-        A ``Deferred`` that fires once no connection is left; cancelling it
-        stops waiting.
-        """
-        if not self.connections:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred(self._waiters.remove)
-        self._waiters.append(waiter)
-        return waiter
+        WebSocketServerFactory.__init__(self, url, reactor=reactor)  # type: ignore[no-untyped-call]
+        ConnectionTracker.__init__(self)

@@ -12,16 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.application.reactors import NoSuchReactor, installReactor
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python import usage
@@ -31,7 +28,6 @@ from .options import Options
 from .service import build_service
 from .shutdown import WebSocketService
 from .workers.control import LISTENING, PROBE_REPLY, RETIRE, reactor_name, read_command, read_probe
-from .workers.handshakes import handshakes_under_way
 from .workers.ports import Address, ReusePortEndpoint
 
 __all__ = ["main"]
@@ -63,17 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         reactor,
         endpoint=lambda d: cast(IStreamServerEndpoint, ReusePortEndpoint(reactor, addresses[d])),
     )
-    ports = frozenset(address.port for address in addresses.values())
-    return _Worker(reactor, service, ports).run()
+    return _Worker(reactor, service).run()
 
 
 class _Worker:
     """The worker's life: start, answer the parent, and stop exactly once."""
 
-    def __init__(self, reactor: Any, service: WebSocketService, ports: frozenset[int]) -> None:
+    def __init__(self, reactor: Any, service: WebSocketService) -> None:
         self._reactor = reactor
         self._service = service
-        self._ports = ports
         self._failed = False
         self._stopping: Deferred[None] | None = None
         self._reactor_stopped = False
@@ -137,23 +131,10 @@ class _Worker:
         retired.addBoth(lambda _: self.stop())
 
     async def _retire(self) -> None:
-        # Stop listening first and let the handshakes under way finish: a
-        # connection accepted an instant before the retire would otherwise be
-        # closed before its 101 -- a failed attempt for a client that did
-        # nothing wrong -- where now it opens and gets its 1001 like the rest.
-        await DeferredList([listener.stop_listening() for listener in self._service.listeners])
-        await self._handshakes_finished()
+        # The drain stops listening, lets the handshakes under way finish and
+        # sends its 1001s, while the other workers serve the port.
         await self._service.drain(grace=False)
         await self._service.stopService()
-
-    async def _handshakes_finished(self) -> None:
-        connections = self._service.factory.connections
-        deadline = time.monotonic() + _HANDSHAKE_BOUND
-        while time.monotonic() < deadline and (
-            handshakes_under_way(self._reactor, self._ports, connections)
-            or any(c.state == WebSocketServerProtocol.STATE_CONNECTING for c in connections)
-        ):
-            await deferLater(self._reactor, 0.02, lambda: None)
 
     def _shut_down(self) -> Deferred[None] | None:
         # The reactor waits for what this returns before it stops: a retire
@@ -188,11 +169,6 @@ class _Parent(LineOnlyReceiver):
     def connectionLost(self, reason: Failure | None = None) -> None:
         # The parent holds our stdin: it closes when the parent goes away.
         self._worker.stop()
-
-
-#: Seconds a retiring worker waits for the handshakes under way: they take
-#: milliseconds; a client that has sent no request by then is closed.
-_HANDSHAKE_BOUND = 2.0
 
 
 def _devnull() -> int:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
@@ -25,7 +24,11 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import NOT_DONE_YET
+
+from twisted_keepalive.serving import ListeningService, QuietSite
+
+from ..health import Ready, health_children
 
 __all__ = ["PARENT_LABEL", "Seat", "free_loopback_port", "merged_metrics_listener", "scrape"]
 
@@ -67,16 +70,18 @@ def free_loopback_port() -> int:
 
 
 def merged_metrics_listener(
-    description: str, seats: Callable[[], Sequence[Seat]], reactor: Any
-) -> StreamServerEndpointService:
-    """The service that serves every seat's metrics at ``/metrics`` on ``description``."""
+    description: str, seats: Callable[[], Sequence[Seat]], reactor: Any, ready: Ready
+) -> ListeningService:
+    """
+    The service that serves every seat's metrics at ``/metrics`` on
+    ``description``, and the parent's ``/healthz`` and ``/readyz``.
+    """
     root = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"metrics", _MergedMetrics(seats, reactor))  # type: ignore[arg-type]
+    for name, child in health_children(ready).items():
+        root.putChild(name, child)  # type: ignore[arg-type]
     endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-    listener = StreamServerEndpointService(endpoint, Site(root))  # type: ignore[no-untyped-call]
-    # A metrics port that cannot be bound stops twistd at startup.
-    listener._raiseSynchronously = True
-    return listener
+    return ListeningService(endpoint, QuietSite(root))  # type: ignore[no-untyped-call]
 
 
 async def scrape(seats: Sequence[Seat], reactor: Any) -> bytes:

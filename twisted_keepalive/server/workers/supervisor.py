@@ -33,6 +33,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..health import Ready
 from ..settings import Settings
 from .control import WorkerCommand, reactor_name
 from .hangup import OnHangup
@@ -98,9 +99,15 @@ class WorkersService(MultiService):
             )
         self.rolling = RollingRestart(self, reactor)
         OnHangup(reactor, self.rolling.request).setServiceParent(self)  # type: ignore[no-untyped-call]
-        if settings.metrics is not None:
-            listener = merged_metrics_listener(settings.metrics, self.seats, reactor)
-            listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+        #: What the parent's ``/readyz`` says: 503 from the moment it stops.
+        self.ready = Ready()
+        # Not a child: the metrics and probes stay up until every worker has
+        # drained, so that a balancer sees 503, not a refused connection.
+        self._metrics_listener = (
+            None
+            if settings.metrics is None
+            else merged_metrics_listener(settings.metrics, self.seats, reactor, self.ready)
+        )
 
     def seats(self) -> list[Seat]:
         """Every seat's worker: number, pid, metrics port, restarts, running or not."""
@@ -117,7 +124,14 @@ class WorkersService(MultiService):
 
     # -- life cycle
 
+    def privilegedStartService(self) -> None:
+        if self._metrics_listener is not None:
+            self._metrics_listener.privilegedStartService()
+        super().privilegedStartService()  # type: ignore[no-untyped-call]
+
     def startService(self) -> None:
+        if self._metrics_listener is not None and not self._metrics_listener.running:
+            self._metrics_listener.startService()
         self._reserved, addresses = reserve(self.settings.listen)
         self._listen = [address.description() for address in addresses]
         self._ports = [address.port for address in addresses]
@@ -271,6 +285,7 @@ class WorkersService(MultiService):
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        self.ready.stop("draining")
         self.stopping = True
         for call in self._pending.values():
             if call.active():
@@ -299,3 +314,5 @@ class WorkersService(MultiService):
         for sock in self._reserved:
             sock.close()
         self._reserved = []
+        if self._metrics_listener is not None:
+            await self._metrics_listener.stopService()
