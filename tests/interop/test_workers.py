@@ -149,3 +149,22 @@ def test_the_default_reactor_is_named_in_the_workers(supervisor: StartSupervisor
     listening = server.log(keepalive_event="worker_listening")
     # twistd's default on Linux; the workers install it by this name.
     assert [e["reactor"] for e in listening] == ["epoll", "epoll"]
+
+
+def test_a_second_sigterm_hurries_every_worker_through_its_grace(
+    supervisor: StartSupervisor, clients: OpenClients
+) -> None:
+    server = supervisor("--drain-grace", "60")
+    pids = worker_pids(server, 2)
+    clients(server)
+    server.process.send_signal(signal.SIGTERM)
+    wait_for_log(
+        server, lambda events: len(events) >= 2, keepalive_event="drain_start"
+    )  # both workers in their 60 s grace
+    server.process.send_signal(signal.SIGTERM)
+    # Well before the grace would have ended.
+    assert server.process.wait(timeout=30) == 0, server.output()
+    hurried = server.log(keepalive_event="drain_hurry")
+    assert {e["worker_pid"] for e in hurried if "worker_pid" in e} == set(pids.values())
+    closes = server.log(keepalive_event="close", code=1001)
+    assert len(closes) == CONNECTIONS

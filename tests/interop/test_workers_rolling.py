@@ -163,6 +163,18 @@ REQUEST = (
 )
 
 
+def close_code(frames: bytes) -> int | None:
+    """The code of the Close frame among a server's small frames (unmasked, short), if any."""
+    while len(frames) >= 2:
+        opcode, length = frames[0] & 0x0F, frames[1] & 0x7F
+        if len(frames) < 2 + length:
+            return None
+        if opcode == 0x8:
+            return int.from_bytes(frames[2:4], "big")
+        frames = frames[2 + length :]
+    return None
+
+
 def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
     supervisor: StartSupervisor,
 ) -> None:
@@ -180,26 +192,25 @@ def test_a_handshake_under_way_when_its_worker_retires_completes_then_gets_1001(
         )
         for sock in halfway:
             sock.sendall(REQUEST[40:])
-        # Read them all at once: the second worker retires only after the
-        # first has drained, and a 1001 nobody reads is aborted with it.
-        received = {sock: b"" for sock in halfway}
-
-        def complete(data: bytes) -> bool:
-            frames = data.partition(b"\r\n\r\n")[2]
-            return len(frames) >= 4 and frames[0] == 0x88
-
+        # Read them all as the bytes come (the two workers retire in turn),
+        # and close each once it has its 1001, as a client would.
+        received = dict.fromkeys(halfway, b"")
         deadline = time.monotonic() + RESTART_TIMEOUT
-        while not all(complete(data) for data in received.values()):
-            assert time.monotonic() < deadline, received
-            waiting = [sock for sock, data in received.items() if not complete(data)]
-            for sock in select.select(waiting, [], [], 0.1)[0]:
+        while received and time.monotonic() < deadline:
+            readable, _, _ = select.select(list(received), [], [], 1.0)
+            for sock in readable:
                 chunk = sock.recv(4096)
                 assert chunk, f"closed after {received[sock]!r}"
                 received[sock] += chunk
-        for data in received.values():
-            head, _, frames = data.partition(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 101"), head
-            assert frames[2:4] == (1001).to_bytes(2, "big"), frames
+                head, end_of_head, frames = received[sock].partition(b"\r\n\r\n")
+                if end_of_head:
+                    assert head.startswith(b"HTTP/1.1 101"), head
+                close = close_code(frames)
+                if close is not None:
+                    assert close == 1001, frames
+                    del received[sock]
+                    sock.close()
+        assert not received, received
     finally:
         for sock in halfway:
             sock.close()
@@ -351,16 +362,18 @@ def test_a_retiring_worker_that_hangs_is_killed_after_the_stop_bound_not_before(
     supervisor: StartSupervisor,
 ) -> None:
     # Liveness leaves retiring workers alone (the probe timeout is 1 s);
-    # the rolling restart's own bound, drain spread + close timeout + 5 s,
-    # ends it.
-    server = supervisor("--close-timeout", "1", "--drain-spread", "2", "--worker-timeout", "1")
+    # the rolling restart's own bound -- the drain's spread and close
+    # timeout, and 5 s -- ends it.
+    server = supervisor(
+        "--close-timeout", "1", "--drain-spread", "0.5", "--worker-timeout", "1"
+    )  # fmt: skip
     old = worker_pids(server, 2)
     with retiring_slowly(server):
         with stopped(old[0]):
             [killed] = wait_for_log(
                 server, bool, RESTART_TIMEOUT, keepalive_event="worker_retire_kill"
             )
-        assert (killed["worker"], killed["worker_pid"], killed["seconds"]) == (0, old[0], 8.0)
+        assert (killed["worker"], killed["worker_pid"], killed["seconds"]) == (0, old[0], 6.5)
         wait_for_done(server)
     assert not server.log(keepalive_event="worker_hung")
     assert not server.log(keepalive_event="worker_crash")

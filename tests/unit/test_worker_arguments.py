@@ -21,12 +21,14 @@ def test_every_option_given_reaches_the_workers() -> None:
     for name, *_ in options.optParameters:
         options[name] = f"value of {name}"
     options["allowed-origin"] = ["https://a.example:443", "https://b.example:443"]
+    options["cors-origin"] = ["https://c.example"]
     arguments = options.worker_arguments()
     pairs = list(zip(arguments[::2], arguments[1::2], strict=True))
     for name, *_ in options.optParameters:
         assert ((f"--{name}", f"value of {name}") in pairs) == (name not in _PARENTS), name
     assert ("--allowed-origin", "https://a.example:443") in pairs
     assert ("--allowed-origin", "https://b.example:443") in pairs
+    assert ("--cors-origin", "https://c.example") in pairs
 
 
 def test_no_flag_is_left_behind() -> None:

@@ -26,14 +26,9 @@ def makeService(options: Options) -> MultiService:
 
     if options.settings.workers > 1:
         parent = WorkersService(options.settings, options.worker_arguments(), reactor)
-
-        def hurry_workers() -> None:
-            # A second SIGTERM to a draining worker hurries its drain.
-            for worker in list(parent.workers.values()):
-                worker.signal("TERM")
-
-        # The workers drain themselves when the parent stops them.
-        StopSignals(reactor, lambda: succeed(None), hurry_workers).setServiceParent(parent)  # type: ignore[no-untyped-call]
+        # The workers drain themselves when the parent stops them; a second
+        # signal hurries every worker still draining, retiring ones included.
+        StopSignals(reactor, lambda: succeed(None), parent.hurry).setServiceParent(parent)  # type: ignore[no-untyped-call]
         return parent
     server = build_service(options.settings, reactor)
     StopSignals(reactor, server.drain, server.hurry).setServiceParent(server)  # type: ignore[no-untyped-call]

@@ -12,17 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketServerProtocol
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.reactors import NoSuchReactor, installReactor
 from twisted.internet import stdio
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamServerEndpoint
-from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogBeginner, jsonFileLogObserver
 from twisted.protocols.basic import LineOnlyReceiver
 from twisted.python import usage
@@ -30,6 +26,7 @@ from twisted.python.failure import Failure
 
 from .options import Options
 from .service import build_service
+from .shutdown import WebSocketService
 from .workers.control import LISTENING, PROBE_REPLY, RETIRE, reactor_name, read_command, read_probe
 from .workers.ports import Address, ReusePortEndpoint
 
@@ -68,12 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 class _Worker:
     """The worker's life: start, answer the parent, and stop exactly once."""
 
-    def __init__(self, reactor: Any, service: Any) -> None:
+    def __init__(self, reactor: Any, service: WebSocketService) -> None:
         self._reactor = reactor
         self._service = service
         self._failed = False
         self._stopping: Deferred[None] | None = None
         self._reactor_stopped = False
+        self._signals = 0
 
     def run(self) -> int:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -88,21 +86,25 @@ class _Worker:
         return 1 if self._failed else 0
 
     def _on_signal(self, signal_number: int, frame: Any) -> None:
-        self._reactor.callFromThread(self._signalled)
+        self._reactor.callFromThread(self._signalled, signal.Signals(signal_number).name)
 
-    def _signalled(self) -> None:
-        # A second SIGTERM (the parent passes on its own second one) hurries
-        # the drain under way, as it does for a single process.
-        if self._reactor_stopped or self._stopping is not None:
-            hurry = getattr(self._service, "hurry", None)
-            if hurry is not None:
-                hurry()
+    def _signalled(self, name: str) -> None:
+        # As for one server: the first stops gracefully (or lets a retire
+        # under way finish), the next ones hurry the drain.
+        self._signals += 1
+        if self._signals == 1:
+            self.stop()
             return
-        self.stop()
+        _log.info(
+            "{signal} during the drain: skipping the rest of the grace and spread",
+            signal=name,
+            keepalive_event="drain_hurry",
+        )
+        self._service.hurry()
 
     def _start(self) -> None:
         try:
-            self._service.startService()
+            self._service.startService()  # type: ignore[no-untyped-call]
         except Exception:
             self._failed = True
             _log.failure("worker could not start")
@@ -129,22 +131,16 @@ class _Worker:
         retired.addBoth(lambda _: self.stop())
 
     async def _retire(self) -> None:
-        # Stop listening first and let the handshakes under way finish: a
-        # connection accepted an instant before the retire would otherwise be
-        # closed before its 101 -- a failed attempt for a client that did
-        # nothing wrong -- where now it opens and gets its 1001 like the rest.
-        await _stop_listening(self._service)
-        await _handshakes_finished(self._service.factory, self._reactor)
-        drain = getattr(self._service, "drain", None)
-        if drain is not None:
-            await drain(grace=False)
-        await maybeDeferred(self._service.stopService)
+        # The drain stops listening, lets the handshakes under way finish and
+        # sends its 1001s, while the other workers serve the port.
+        await self._service.drain(grace=False)
+        await self._service.stopService()
 
     def _shut_down(self) -> Deferred[None] | None:
         # The reactor waits for what this returns before it stops: a retire
         # under way goes on to its end (SIGTERM does not cut it short).
         if self._stopping is None and self._service.running:
-            self._stopping = maybeDeferred(self._service.stopService)
+            self._stopping = self._service.stopService()
         return self._stopping
 
     def stop(self) -> None:
@@ -173,35 +169,6 @@ class _Parent(LineOnlyReceiver):
     def connectionLost(self, reason: Failure | None = None) -> None:
         # The parent holds our stdin: it closes when the parent goes away.
         self._worker.stop()
-
-
-#: Seconds a retiring worker waits for the handshakes under way: they take
-#: milliseconds; a client that has sent no request by then is closed.
-_HANDSHAKE_BOUND = 2.0
-
-
-async def _stop_listening(service: Any) -> None:
-    # Until main's drain lets handshakes under way finish on its own: its
-    # listeners stop with stop_listening(); this branch's are child services.
-    listeners = getattr(service, "listeners", None)
-    if listeners is not None:
-        stopping = [listener.stop_listening() for listener in listeners]
-    else:
-        stopping = [
-            maybeDeferred(child.stopService)
-            for child in service
-            if isinstance(child, StreamServerEndpointService)
-        ]
-    await DeferredList(stopping)
-
-
-async def _handshakes_finished(factory: Any, reactor: Any) -> None:
-    deadline = time.monotonic() + _HANDSHAKE_BOUND
-    while time.monotonic() < deadline and any(
-        connection.state == WebSocketServerProtocol.STATE_CONNECTING
-        for connection in factory.connections
-    ):
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 def _devnull() -> int:

@@ -9,7 +9,8 @@ stops listening, closes its connections with 1001 and exits, without the
 grace period a shutdown gives load balancers (the port never stopped
 accepting) -- and wait until it has exited before the next seat, so that
 only one worker's clients reconnect at a time.  The wait is bounded by the
-supervisor's stop bound, after which the old worker is killed.
+retiring worker's drain (``--drain-spread`` and ``--close-timeout``) and
+5 s more, after which the old worker is killed.
 
 A new worker that exits or does not listen in time stops the rolling
 restart: the old worker keeps its seat and an error says why.  A SIGHUP
@@ -50,8 +51,8 @@ class Seats(Protocol):
     def seat(self, worker: WorkerProcess) -> WorkerProcess | None:
         """Give ``worker`` its seat; the worker that held it, if one still runs."""
 
-    def stop_bound(self) -> float:
-        """Seconds a worker told to stop gets before it is killed."""
+    def retire_bound(self) -> float:
+        """Seconds a worker told to retire gets before it is killed."""
 
 
 class RollingRestart:
@@ -129,7 +130,7 @@ class RollingRestart:
             keepalive_event="worker_retire",
         )
         retiring.retire()
-        bound = self._seats.stop_bound()
+        bound = self._seats.retire_bound()
         if not await fired_within(self._reactor, bound, retiring.ended):
             _log.warn(
                 "killing worker {worker} (pid {worker_pid}): still running {seconds} s after "

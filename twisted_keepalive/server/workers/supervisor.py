@@ -198,14 +198,18 @@ class WorkersService(MultiService):
         """The worker holding seat ``index``, if any."""
         return self.workers.get(index)
 
+    def retire_bound(self) -> float:
+        """Seconds a worker told to retire gets before it is killed: its drain, no grace."""
+        return self.settings.drain_spread + self.settings.close_timeout + _EXIT_GRACE
+
     def stop_bound(self) -> float:
-        """
-        Seconds a worker told to stop or retire gets before it is killed:
-        its drain's grace (a retiring worker skips it, so for it this is
-        generous) and spread, the close timeout, and a margin.
-        """
-        settings = self.settings
-        return settings.drain_grace + settings.drain_spread + settings.close_timeout + _EXIT_GRACE
+        """Seconds a worker sent SIGTERM gets before it is killed: its whole drain."""
+        return self.settings.drain_grace + self.retire_bound()
+
+    def hurry(self) -> None:
+        """A second stop signal: every worker still draining skips its grace and spread."""
+        for worker in list(self._running):
+            worker.signal("TERM")
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
