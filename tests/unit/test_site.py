@@ -17,16 +17,13 @@ from twisted.internet.testing import StringTransport
 
 from tests.unit.wire import CLOSE, parse_frames
 from twisted_keepalive.server.connections import ConnectionTracker
-from twisted_keepalive.server.framing import FRAMINGS, served_protocol
+from twisted_keepalive.server.framing import served_protocol
 from twisted_keepalive.server.health import Ready
 from twisted_keepalive.server.service import autobahn_served, build_site
 from twisted_keepalive.server.settings import Settings
 
-
-@pytest.fixture(params=FRAMINGS)
-def framing(request: pytest.FixtureRequest) -> str:
-    chosen: str = request.param
-    return chosen
+# The ``framing`` fixture (conftest.py) runs each test on both framings, and
+# skips Twisted's, saying why, where Twisted has no twisted.web.websocket.
 
 
 def site_and_factory(framing: str, **settings: object) -> tuple[object, ConnectionTracker, Ready]:
