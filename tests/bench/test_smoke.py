@@ -58,8 +58,11 @@ def test_callgrind_cycle_smoke_runs_every_variant(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+@pytest.mark.timeout(330)
 def test_callgrind_cycle_smoke_under_valgrind(tmp_path: Path) -> None:
     # One variant (and "empty", always measured): each costs a valgrind start.
+    # Valgrind runs ~50x slower than Python alone: about a minute on a quiet
+    # machine, three on a loaded one (seen at load average 7 on 2 cores).
     run_bench(
         "callgrind_cycle.py",
         "--smoke",
@@ -67,6 +70,7 @@ def test_callgrind_cycle_smoke_under_valgrind(tmp_path: Path) -> None:
         "--variants",
         "ours",
         out=tmp_path / "g.json",
+        timeout=300,
     )
 
 
