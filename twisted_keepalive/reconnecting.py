@@ -7,7 +7,7 @@ top of it.  Its attempt counter restarts whenever TCP connects, so a balancer
 that accepts TCP and then refuses every handshake (HAProxy's 503 with no
 backend up) would be retried at the first delay forever: here an attempt
 counts as failed until the opening handshake completes.  The heartbeat of
-:class:`~twisted_keepalive.KeepaliveMixin` turns a dead server into a lost
+:class:`KeepaliveMixin` turns a dead server into a lost
 connection, and so into a reconnect.  Stopping sends a Close first, where
 ``ClientService`` alone would only drop TCP.
 """
@@ -30,8 +30,6 @@ from .autobahn import KeepaliveMixin
 
 __all__ = ["FullJitterBackoff", "ReconnectingClient"]
 
-_log = Logger(namespace="twisted_keepalive")
-
 #: The close code a stopping client sends: a normal end of the connection.
 STOP_CODE = 1000
 
@@ -50,6 +48,10 @@ class FullJitterBackoff:
     :param max_delay: seconds, the largest ceiling.  Default 30.0.
     :param factor: how much the ceiling grows per attempt.  Default 2.0.
     :param random: returns a float in ``[0, 1)``; default ``random.random``.
+    :ivar initial_delay: seconds, as given.
+    :ivar max_delay: seconds, as given.
+    :ivar factor: as given.
+    :ivar random: the jitter's source, as given.
     :raises TypeError: a setting that is not a number.
     :raises ValueError: a delay that is not positive and finite, a
         ``max_delay`` below ``initial_delay``, or a ``factor`` below 1.
@@ -114,16 +116,20 @@ class ReconnectingClient(Service):
 
     :param endpoint: where to connect (any ``IStreamClientEndpoint``).
     :param factory: an Autobahn ``WebSocketClientFactory`` whose ``protocol``
-        puts :class:`~twisted_keepalive.KeepaliveMixin` first.
+        puts :class:`KeepaliveMixin` first.
     :param initial_delay: seconds; see :class:`FullJitterBackoff`.  Default 1.0.
     :param max_delay: seconds; the backoff cap.  Default 30.0.
     :param factor: the backoff's growth per attempt.  Default 2.0.
     :param clock: schedules retries and the stop timeout; default the reactor.
     :param random: returns a float in ``[0, 1)`` for the jitter.
+    :ivar backoff: the :class:`FullJitterBackoff` built from those settings.
     :raises TypeError: the factory's protocol does not carry the mixin, or a
         backoff setting is not a number.
     :raises ValueError: a backoff setting out of range.
     """
+
+    # As a class attribute, each event's log_source is the client it is about.
+    _log = Logger(namespace="twisted_keepalive")
 
     def __init__(
         self,
@@ -149,7 +155,8 @@ class ReconnectingClient(Service):
         self.backoff = FullJitterBackoff(initial_delay, max_delay, factor, random)
         #: The open WebSocket connection's protocol, or ``None``.
         self.protocol: Any = None
-        #: Connection attempts since a WebSocket last opened.
+        #: Connection attempts since a WebSocket last opened; inside the
+        #: protocol's ``onOpen``, the attempts that this opening took.
         self.attempts = 0
         self._clock: Any = clock
         self._endpoint = endpoint
@@ -180,6 +187,7 @@ class ReconnectingClient(Service):
         return waiter
 
     def startService(self) -> None:
+        """Start connecting (``IService``; ``setServiceParent`` calls it)."""
         super().startService()  # type: ignore[no-untyped-call]
         self._service.startService()
 
@@ -208,7 +216,7 @@ class ReconnectingClient(Service):
         # The first retry, after a lost connection or a first failed attempt
         # alike, waits up to initial_delay.
         delay = self.backoff(max(1, self.attempts))
-        _log.info(
+        self._log.info(
             "reconnecting to {endpoint} in {delay:.3f} s (attempt {attempt}) after: {why}",
             endpoint=self._endpoint,
             delay=delay,
