@@ -153,8 +153,7 @@ class ReconnectingClient(Service):
 
             clock = reactor
         self.backoff = FullJitterBackoff(initial_delay, max_delay, factor, random)
-        #: The open WebSocket connection's protocol, or ``None``.
-        self.protocol: Any = None
+        self._protocol: Any = None
         #: Connection attempts since a WebSocket last opened; inside the
         #: protocol's ``onOpen``, the attempts that this opening took.
         self.attempts = 0
@@ -174,14 +173,24 @@ class ReconnectingClient(Service):
 
     # -- the application's side ---------------------------------------------
 
+    @property
+    def protocol(self) -> Any:
+        """The protocol of the open WebSocket connection, or ``None`` (also
+        while a connection is closing)."""
+        protocol = self._protocol
+        if protocol is not None and protocol.state == protocol.STATE_OPEN:
+            return protocol
+        return None
+
     def whenOpen(self) -> Deferred[Any]:
         """
         The open connection's protocol: now if one is open, else when the
         next opening handshake completes.  Fails with ``CancelledError`` if
         the client stops first.
         """
-        if self.protocol is not None:
-            return succeed(self.protocol)
+        protocol = self.protocol
+        if protocol is not None:
+            return succeed(protocol)
         waiter: Deferred[Any] = Deferred(self._waiting.remove)
         self._waiting.append(waiter)
         return waiter
@@ -203,7 +212,9 @@ class ReconnectingClient(Service):
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.errback(CancelledError("the reconnecting client stopped"))
-        protocol = self.protocol
+        # A connection that is closing already still gets its closing
+        # handshake's time before TCP is dropped.
+        protocol = self._protocol
         if protocol is None:
             return self._service.stopService()
         return self._close_then_stop(protocol)
@@ -235,14 +246,14 @@ class ReconnectingClient(Service):
 
     def _opened(self, protocol: Any) -> None:
         self.attempts = 0
-        self.protocol = protocol
+        self._protocol = protocol
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
             waiter.callback(protocol)
 
     def _closed(self, protocol: Any) -> None:
-        if protocol is self.protocol:
-            self.protocol = None
+        if protocol is self._protocol:
+            self._protocol = None
         self._last_end = connection_end(protocol)
 
     def _close_then_stop(self, protocol: Any) -> Deferred[None]:

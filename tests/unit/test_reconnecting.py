@@ -420,3 +420,33 @@ def test_stopping_twice_waits_for_the_same_end(clock: Clock, endpoint: Endpoint)
     clock.advance(0)
     assert result_of(first) is None
     assert result_of(second) is None
+
+
+def test_a_closing_connection_is_not_handed_out(clock: Clock, endpoint: Endpoint) -> None:
+    client = make_client(clock, endpoint)
+    client.startService()
+    endpoint.latest.accept()
+    endpoint.latest.send(CLOSE, b"\x03\xe9")  # the server begins to close
+    assert client.protocol is None
+    waiter = client.whenOpen()
+    assert not waiter.called  # the next connection, not this one
+    endpoint.latest.drop()
+    clock.pump([0.1] * 10)
+    endpoint.latest.accept()
+    assert len(endpoint.servers) == 2
+    assert endpoint.latest.serves(result_of(waiter))
+
+
+def test_a_stopped_client_can_start_again(clock: Clock, endpoint: Endpoint) -> None:
+    client = make_client(clock, endpoint)
+    client.startService()
+    endpoint.latest.accept()
+    stopped = client.stopService()
+    endpoint.latest.send(CLOSE, b"\x03\xe8")
+    endpoint.latest.drop()
+    clock.advance(0)
+    assert result_of(stopped) is None
+    client.startService()
+    assert len(endpoint.servers) == 2
+    endpoint.latest.accept()
+    assert endpoint.latest.serves(client.protocol)
