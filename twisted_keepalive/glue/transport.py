@@ -23,8 +23,9 @@ try:  # Linux and most Unixes; not Windows.
     import termios
 
     _TIOCOUTQ: int | None = termios.TIOCOUTQ
+    _FIONREAD: int | None = termios.FIONREAD
 except (ImportError, AttributeError):  # pragma: no cover - platform dependent
-    _TIOCOUTQ = None
+    _TIOCOUTQ = _FIONREAD = None
 
 #: The attributes of ``twisted.internet.tcp.Connection`` this module reads.
 TWISTED_BUFFER_ATTRIBUTES = ("socket", "dataBuffer", "offset", "_tempDataLen", "TLS", "connected")
@@ -143,3 +144,18 @@ def unsent(transport: Any) -> int | None:
     if backlog is None and kernel is None:
         return None
     return (backlog or 0) + (kernel or 0)
+
+
+def kernel_unread(transport: Any) -> int | None:
+    """
+    Bytes from the peer waiting in the kernel's receive queue of the
+    transport's socket (read through the public ``getHandle()``), or ``None``.
+    """
+    if _FIONREAD is None:
+        return None
+    try:
+        fileno = transport.getHandle().fileno()
+        waiting = fcntl.ioctl(fileno, _FIONREAD, b"\0\0\0\0")
+    except Exception:
+        return None
+    return struct.unpack("i", waiting)[0]  # type: ignore[no-any-return]
