@@ -164,3 +164,18 @@ class Prober:
 
     def opened_on(self, port: int, after: float) -> list[Probe]:
         return [p for p in self.probes if p.backend == port and p.opened and p.opened > after]
+
+
+def populate(group: Group, url: str, node: int, chromium: int) -> Seen:
+    """Start ``node`` clients in Node and ``chromium`` in a page; once all are open."""
+    held = [(keepalive_js(group, "ws", url, node), node)]
+    if chromium:
+        held.append((keepalive_js(group, "chromium", url, chromium), chromium))
+    seen = Seen(*held)
+    seen.wait_all_open(60)
+    return seen
+
+
+def on_backend(seen: Seen, port: int) -> set[str]:
+    """The clients open on the backend at ``port`` now."""
+    return {who for who, at in seen.where().items() if at == port}
