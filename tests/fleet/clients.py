@@ -119,6 +119,7 @@ class Probe:
     started: float
     opened: float | None
     backend: int | None
+    pid: int | None
     error: str | None
 
 
@@ -155,9 +156,10 @@ class Prober:
                 with connect(self.url, open_timeout=3, close_timeout=1) as socket:
                     identity = json.loads(socket.recv(timeout=3))
                     opened = time.monotonic()
-                self.probes.append(Probe(started, opened, identity["backend"], None))
+                backend, pid = identity["backend"], identity["pid"]
+                self.probes.append(Probe(started, opened, backend, pid, None))
             except Exception as error:  # every failure is a finding
-                self.probes.append(Probe(started, None, None, repr(error)))
+                self.probes.append(Probe(started, None, None, None, repr(error)))
 
     def failures(self) -> list[Probe]:
         return [probe for probe in self.probes if probe.error is not None]
