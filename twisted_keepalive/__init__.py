@@ -5,7 +5,7 @@ Mix :class:`KeepaliveMixin` into an Autobahn ``WebSocketServerProtocol`` or
 ``WebSocketClientProtocol``: it pings the peer every ``ping_interval`` seconds,
 fails the connection with 1011 "keepalive ping timeout" when no Pong comes
 back within ``ping_timeout`` seconds, measures ``latency`` and offers
-``ping()``.
+``ping()``.  :class:`ReconnectingClient` keeps such a client connected.
 """
 
 from .autobahn import KeepaliveMixin, set_keepalive_options
@@ -13,17 +13,20 @@ from .core.config import KeepaliveConfig
 from .core.errors import ConnectionClosed, KeepaliveError, PingInFlight
 from .core.stats import LATENCY_BUCKETS, KeepaliveStats, ReactorLag, collect_stats
 from .core.verdict import Cause, Timeout
+from .reconnecting import FullJitterBackoff, ReconnectingClient
 
 __all__ = [
     "LATENCY_BUCKETS",
     "Cause",
     "ConnectionClosed",
+    "FullJitterBackoff",
     "KeepaliveConfig",
     "KeepaliveError",
     "KeepaliveMixin",
     "KeepaliveStats",
     "PingInFlight",
     "ReactorLag",
+    "ReconnectingClient",
     "Timeout",
     "collect_stats",
     "set_keepalive_options",

@@ -248,12 +248,24 @@ class Peer:
                 self._lines.put(json.loads(line))
         self._lines.put(None)
 
-    def wait_for(self, event: str, timeout: float = STARTUP_TIMEOUT, **fields: Any) -> Event:
-        """The first event named ``event`` with these fields, printed or to come."""
+    def wait_for(
+        self,
+        event: str,
+        timeout: float = STARTUP_TIMEOUT,
+        *,
+        since: float | None = None,
+        **fields: Any,
+    ) -> Event:
+        """
+        The first event named ``event`` with these fields, printed or to come;
+        with ``since``, the first whose ``t`` (monotonic seconds) is not earlier.
+        """
 
         def matches(candidate: Event) -> bool:
-            return candidate.get("event") == event and all(
-                candidate.get(k) == v for k, v in fields.items()
+            return (
+                candidate.get("event") == event
+                and all(candidate.get(k) == v for k, v in fields.items())
+                and (since is None or candidate.get("t", since) >= since)
             )
 
         for earlier in self.events:
@@ -286,7 +298,8 @@ StartPeer = Callable[..., Peer]
 @pytest.fixture
 def peers(tmp_path: Path) -> Iterator[StartPeer]:
     """
-    Start a peer: ``peers("websockets", "client", URL, ...)`` or
+    Start a peer: ``peers("websockets", "client", URL, ...)``,
+    ``peers("reconnecting", URL, ...)`` (our ReconnectingClient) or
     ``peers("ws", ...)`` (Node, skipped when Node or ``ws`` is missing), with
     extra environment variables as keywords.  Killed at the end.
     """
@@ -295,6 +308,8 @@ def peers(tmp_path: Path) -> Iterator[StartPeer]:
     def start(kind: str, *args: str, **env: str) -> Peer:
         if kind == "websockets":
             argv = [sys.executable, "-u", str(PEERS / "websockets_peer.py"), *args]
+        elif kind == "reconnecting":
+            argv = [sys.executable, "-u", str(PEERS / "reconnecting_peer.py"), *args]
         elif kind == "ws":
             if not NODE_PEERS_READY:
                 pytest.skip(NODE_MISSING)

@@ -137,6 +137,25 @@ class StallingServerTests(RealPeerCase):
             self.assertIn(field, warning)
 
 
+    @inlineCallbacks
+    def test_pong_behind_the_peers_own_data_in_our_receive_queue_is_waited_for(self) -> Any:
+        # During the stall the peer answers the Ping only after 2 MiB of
+        # messages: its Pong is here, in our receive queue, behind data the
+        # reactor reads 64 KiB per turn.  One turn of recheck cannot reach it.
+        port = self.serve_stalling_after_first_ping()
+        burst = 2 * 1024 * 1024
+        peer = self.peer(
+            "raw_peer", "127.0.0.1", str(port), "--burst", str(burst), "--duration", "2.5",
+            "--quiet-pings",
+        )  # fmt: skip
+        yield peer.ended
+        yield self.recording.closed
+        self.assertEqual(self.timeouts, [])
+        self.assertEqual(self.warnings, [])
+        self.assertGreaterEqual(len(self.recording.messages), burst // 1024)
+        self.assertGreaterEqual(len(self.recording.pongs), 2)
+
+
 class BusyPeerTests(RealPeerCase):
     @inlineCallbacks
     def test_peer_sending_a_multi_megabyte_frame_slowly_is_not_failed(self) -> Any:

@@ -14,13 +14,16 @@ the end it sends Close 1000 and waits up to 2 s for the server's Close.
                 [--flood ping|pong] [--flood-rate FRAMES_PER_S] [--no-read]
                 [--big-ping] [--read-chunk BYTES] [--read-every S]
                 [--trickle BYTES --trickle-every S] [--rcvbuf BYTES]
+                [--burst BYTES]
 
 ``--flood-rate 0`` floods as fast as the socket takes it; ``--no-read``
 never reads at all (a flood that ignores what comes back).  ``--trickle``
 sends a BYTES-long binary message every S seconds, each cut in two so that
 one frame is always in progress: every send ends one frame and begins the
 next (a peer that is always "mid-frame" yet passes a frame boundary every
-S seconds, where it could have sent its Pong).
+S seconds, where it could have sent its Pong).  ``--burst`` answers each
+Ping only after BYTES of 1 KiB text messages: a live peer whose Pong waits
+behind its own data in the same TCP stream.
 
 Events, one JSON object per line (``t`` is ``time.monotonic()``)::
 
@@ -45,7 +48,7 @@ import struct
 import sys
 import time
 
-PING, PONG, CLOSE = 0x9, 0xA, 0x8
+PING, PONG, CLOSE, TEXT = 0x9, 0xA, 0x8, 0x1
 
 
 def emit(event: str, **fields: object) -> None:
@@ -133,6 +136,9 @@ class Client:
             self.counts["pings_read"] += 1
             if not self.args.quiet_pings:
                 emit("ping", data=payload.hex())
+            if self.args.burst:
+                for _ in range(self.args.burst // 1024):
+                    self.send(TEXT, b"b" * 1024)
             if self.args.answer == "right":
                 self.send(PONG, payload)
             elif self.args.answer == "wrong":
@@ -273,6 +279,7 @@ def main() -> int:
     parser.add_argument("--trickle-every", type=float, default=0.05)
     parser.add_argument("--rcvbuf", type=int, default=0)
     parser.add_argument("--quiet-pings", action="store_true")
+    parser.add_argument("--burst", type=int, default=0)
     args = parser.parse_args()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -259,3 +259,32 @@ def test_after_a_long_stall_the_schedule_restarts_from_now() -> None:
     assert payload is not None
     heartbeat.pong_received(payload, 7.6)
     assert heartbeat.wake_at == 8.5
+
+
+def test_a_pong_that_may_wait_unread_in_our_receive_queue_is_waited_for() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    assert heartbeat.wake(15.0) is Verdict.RECHECK
+    # The peer's bytes arrived but the reactor has not read them all yet.
+    behind = Evidence(received_at=15.0, unread=2_000_000)
+    assert heartbeat.judge(15.0, behind) is Verdict.WAIT
+    assert heartbeat.wake_at == 15.0 + 5.0
+    # Read up and no Pong among them: judged as usual.
+    assert heartbeat.wake(20.0) is Verdict.RECHECK
+    assert heartbeat.judge(20.0, Evidence(received_at=20.0, unread=0)) is Verdict.TIMEOUT
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.PEER_SILENT
+
+
+def test_an_endless_unread_backlog_is_failed_at_the_grace_limit() -> None:
+    heartbeat = started()
+    heartbeat.wake(10.0)
+    now = 15.0
+    while heartbeat.wake(now) is Verdict.RECHECK:
+        if heartbeat.judge(now, Evidence(received_at=now, unread=1)) is Verdict.TIMEOUT:
+            break
+        assert heartbeat.wake_at is not None
+        now = heartbeat.wake_at
+    assert heartbeat.timeout is not None
+    assert heartbeat.timeout.cause is Cause.PEER_TOO_SLOW
+    assert now == 10.0 + 5.0 * MAX_GRACE_FACTOR

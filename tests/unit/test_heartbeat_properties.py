@@ -439,10 +439,11 @@ class HeartbeatMachine(RuleBasedStateMachine):
         turn=recheck_turns,
         frame=st.sampled_from(["silent", "chatty", "mid_frame_old", "mid_frame_new"]),
         queue=st.sampled_from(["unknown", "draining", "stuck", "left"]),
+        unread=st.booleans(),
         data=st.data(),
     )
-    def judge(self, turn: float, frame: str, queue: str, data: Any) -> None:
-        self.judge_with(turn, frame, queue, data)
+    def judge(self, turn: float, frame: str, queue: str, unread: bool, data: Any) -> None:
+        self.judge_with(turn, frame, queue, data, unread=unread)
 
     @precondition(lambda self: self.recheck_pending)
     @rule(turn=recheck_turns, data=st.data())
@@ -465,7 +466,13 @@ class HeartbeatMachine(RuleBasedStateMachine):
             self.judge_with(turn, "mid_frame_old", queue, data, fresh=True)
 
     def judge_with(
-        self, turn: float, frame: str, queue: str, data: Any, fresh: bool = False
+        self,
+        turn: float,
+        frame: str,
+        queue: str,
+        data: Any,
+        fresh: bool = False,
+        unread: bool = False,
     ) -> None:
         self.recheck_pending = False
         t = self.clamp(turn)
@@ -503,12 +510,19 @@ class HeartbeatMachine(RuleBasedStateMachine):
             queued = data.draw(st.integers(1, 10**6), label="queued")
         else:
             delivered, queued = base + data.draw(st.integers(0, 10**6)), 0
+        # Bytes of the peer in our receive queue, or none (0), or cannot tell.
+        waiting = (
+            data.draw(st.integers(1, 10**7), label="unread")
+            if unread
+            else data.draw(st.sampled_from([None, 0]), label="nothing unread")
+        )
         evidence = Evidence(
             received_at=received_at,
             mid_frame=mid_frame,
             frame_began_at=began,
             delivered=delivered,
             queued=queued,
+            unread=waiting,
         )
         verdict = self.hb.judge(t, evidence)
         if self.phase is not Phase.RECHECKING:
@@ -525,7 +539,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
         if frame_grace:
             progress = received_at
         queue_grace = queue == "draining" and self.delivered is not None and delivered is not None
-        if queue_grace:
+        if queue_grace or unread:
             progress = t
         if self.delivered is not None:
             self.delivered = delivered
@@ -540,7 +554,7 @@ class HeartbeatMachine(RuleBasedStateMachine):
             self.phase = Phase.AWAITING_PONG
             self.wake_at = flight.deadline = deadline
             flight.graced = True
-            event(f"grace {frame} {queue}")
+            event(f"grace {frame} {queue} unread={unread}")
             return
         assert verdict is Verdict.TIMEOUT, (
             f"no grace was due ({frame}, {queue}) yet the verdict is {verdict}"

@@ -15,6 +15,7 @@ from twisted_keepalive.glue.transport import (
     TWISTED_BUFFER_ATTRIBUTES,
     buffer_is_empty,
     direct_socket,
+    kernel_unread,
     kernel_unsent,
     ping_frame,
     send_past_buffer,
@@ -96,9 +97,21 @@ def test_kernel_send_queue_is_read_from_a_real_socket() -> None:
         theirs.close()
 
 
+def test_kernel_receive_queue_is_read_from_a_real_socket() -> None:
+    connection, theirs = _real_connection()
+    try:
+        assert kernel_unread(connection) == 0
+        theirs.sendall(b"x" * 1000)
+        assert kernel_unread(connection) == 1000  # a socketpair delivers at once
+    finally:
+        connection.socket.close()
+        theirs.close()
+
+
 def test_probes_say_cannot_tell_for_other_transports() -> None:
     assert transport_backlog(StringTransport()) is None
     assert unsent(StringTransport()) is None
+    assert kernel_unread(StringTransport()) is None
 
 
 def test_client_ping_frames_are_masked_with_fresh_keys() -> None:

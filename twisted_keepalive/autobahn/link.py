@@ -172,6 +172,7 @@ class Link(KeepaliveLink):
             frame_began_at=self.frame_at,
             delivered=None if queued is None else written - queued,
             queued=queued,
+            unread=probes.kernel_unread(protocol.transport),
         )
 
     # -- the end ----------------------------------------------------------------

@@ -4,9 +4,11 @@ The rules that turn a passed Pong deadline into a verdict.
 A deadline that passed is not yet proof of a dead peer: the reactor may have
 been blocked (Twisted runs due timers before it reads, so a Pong that arrived
 meanwhile is still unread), the peer may be half-way through a large frame
-that holds its Pong back, or our Ping may still be queued behind our own data
-that a slow reader is draining.  :func:`judge` weighs that evidence and either
-postpones the deadline or gives the :class:`Timeout` that says why it did not.
+that holds its Pong back, our Ping may still be queued behind our own data
+that a slow reader is draining, or the Pong may have arrived behind more of
+the peer's data than one reactor turn reads.  :func:`judge` weighs that
+evidence and either postpones the deadline or gives the :class:`Timeout`
+that says why it did not.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ class Cause(enum.Enum):
     #: The deadline ran late because the reactor was blocked, and the peer
     #: was still silent once the reactor had read the socket.
     REACTOR_STALLED = "reactor_stalled"
-    #: The peer kept busy -- sending one frame, or reading our data ahead of
-    #: the Ping -- but too slowly to answer within ``MAX_GRACE_FACTOR`` times
-    #: ``ping_timeout``.
+    #: The peer kept busy -- sending one frame, reading our data ahead of the
+    #: Ping, or sending more than we read -- but no Pong came within
+    #: ``MAX_GRACE_FACTOR`` times ``ping_timeout``.
     PEER_TOO_SLOW = "peer_too_slow"
 
 
@@ -67,6 +69,9 @@ class Evidence:
         or ``None`` when the transport cannot tell.
     :ivar queued: bytes of ours still waiting to leave this host (transport
         and kernel), or ``None``.
+    :ivar unread: bytes from the peer that arrived and wait in the kernel's
+        receive queue, not read yet, or ``None`` when the transport cannot
+        tell.
     """
 
     received_at: float
@@ -74,6 +79,7 @@ class Evidence:
     frame_began_at: float = 0.0
     delivered: int | None = None
     queued: int | None = None
+    unread: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,8 @@ def judge(
 
     A peer mid-frame whose bytes are still arriving cannot send its Pong
     before the frame ends; a Ping still queued behind our own data that the
-    peer is reading has not reached it yet.  Either way the peer is alive, and
+    peer is reading has not reached it yet; bytes of the peer still waiting
+    in our receive queue may hold its Pong.  Either way the peer is alive, and
     the deadline moves to ``ping_timeout`` after the latest sign of progress,
     but never beyond ``MAX_GRACE_FACTOR * ping_timeout`` after the Ping.
 
@@ -164,6 +171,11 @@ def judge(
         # Our Ping was queued behind our own data, some of it is still
         # waiting, and the peer acknowledged more since we last looked: it is
         # reading, slowly, and may not have read the Ping yet.
+        progress_at = now
+    if evidence.unread:
+        # The peer's bytes are here but not read yet -- the reactor reads a
+        # socket a buffer at a time, and one recheck turn may not reach the
+        # end -- so its Pong may be among them: the slow one is us.
         progress_at = now
     if progress_at is not None and progress_at + ping_timeout > now:
         if now < limit:

@@ -23,8 +23,9 @@ try:  # Linux and most Unixes; not Windows.
     import termios
 
     _TIOCOUTQ: int | None = termios.TIOCOUTQ
+    _FIONREAD: int | None = termios.FIONREAD
 except (ImportError, AttributeError):  # pragma: no cover - platform dependent
-    _TIOCOUTQ = None
+    _TIOCOUTQ = _FIONREAD = None
 
 #: The attributes of ``twisted.internet.tcp.Connection`` this module reads.
 TWISTED_BUFFER_ATTRIBUTES = ("socket", "dataBuffer", "offset", "_tempDataLen", "TLS", "connected")
@@ -123,14 +124,19 @@ def transport_backlog(transport: Any) -> int | None:
 
 def kernel_unsent(transport: Any) -> int | None:
     """Bytes in the kernel's send queue of the transport's socket, or ``None``."""
-    if _TIOCOUTQ is None:
+    return _socket_count(transport, _TIOCOUTQ)
+
+
+def _socket_count(transport: Any, request: int | None) -> int | None:
+    """A byte count the kernel keeps for the transport's socket, or ``None``."""
+    if request is None:
         return None
     try:
         fileno = transport.getHandle().fileno()
-        queued = fcntl.ioctl(fileno, _TIOCOUTQ, b"\0\0\0\0")
+        answer = fcntl.ioctl(fileno, request, b"\0\0\0\0")
     except Exception:
         return None
-    return struct.unpack("i", queued)[0]  # type: ignore[no-any-return]
+    return struct.unpack("i", answer)[0]  # type: ignore[no-any-return]
 
 
 def unsent(transport: Any) -> int | None:
@@ -143,3 +149,11 @@ def unsent(transport: Any) -> int | None:
     if backlog is None and kernel is None:
         return None
     return (backlog or 0) + (kernel or 0)
+
+
+def kernel_unread(transport: Any) -> int | None:
+    """
+    Bytes from the peer waiting in the kernel's receive queue of the
+    transport's socket (read through the public ``getHandle()``), or ``None``.
+    """
+    return _socket_count(transport, _FIONREAD)

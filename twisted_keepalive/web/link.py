@@ -198,6 +198,7 @@ class WebLink(KeepaliveLink):
             frame_began_at=self.frame_at,
             delivered=None if queued is None else self.written - queued,
             queued=queued,
+            unread=probes.kernel_unread(self.tcp),
         )
 
     def lost(self) -> ConnectionClosed:
