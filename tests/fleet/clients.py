@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import pytest
 
 from tests.faults.support import NODE, PEERS, Proc, needs_node
 
-from .support import Group
+from . import FULL
+from .support import Group, python_peer
 
 Event = dict[str, Any]
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
@@ -37,6 +39,12 @@ CLIENT_OPTIONS = {
 }
 
 
+#: Browser and Python clients beside the Node ones in every scenario: fewer,
+#: since a page holds only so many sockets and a Python client costs more.
+IN_CHROMIUM = 6 if FULL else 3
+IN_PYTHON = 30 if FULL else 9
+
+
 def keepalive_js(group: Group, kind: str, url: str, count: int, **options: Any) -> Proc:
     """``count`` keepalive.js clients in Node (``kind`` ``ws``) or in Chromium."""
     needs_node()
@@ -49,6 +57,51 @@ def keepalive_js(group: Group, kind: str, url: str, count: int, **options: Any) 
     settings = json.dumps({**CLIENT_OPTIONS, **options})
     argv = [NODE, str(PEERS / "fleet_clients.mjs"), kind, url, str(count), settings]
     return group.json_lines(f"{kind}-clients", argv)
+
+
+def reconnecting_python(group: Group, url: str, count: int) -> Proc:
+    """``count`` clients of ``ReconnectingClient`` (tests/peers/reconnecting_peer.py)."""
+    seconds = {name: value / 1000 for name, value in CLIENT_OPTIONS.items()}
+    return python_peer(
+        group, "reconnecting_peer", url, "--clients", str(count),
+        "--ping-interval", f"{seconds['pingInterval']:g}",
+        "--ping-timeout", f"{seconds['pingTimeout']:g}",
+        "--close-timeout", "1",
+        "--handshake-timeout", f"{seconds['connectTimeout']:g}",
+        "--initial-delay", f"{seconds['reconnectDelay']:g}",
+        "--max-delay", f"{seconds['reconnectDelayMax']:g}",
+    )  # fmt: skip
+
+
+def _as_fleet_events(events: list[Event]) -> list[Event]:
+    """
+    reconnecting_peer.py's events in fleet_clients.mjs's format: an open is
+    the backend's first message, a close says whether it had opened, and a
+    TCP connection that failed (no protocol, so no close) is a failed attempt.
+    """
+    converted, open_now = [], set()
+    for event in events:
+        client, at = event.get("client"), event["t"]
+        if event["event"] == "message":
+            with suppress(ValueError, TypeError, KeyError):
+                identity = json.loads(event["data"])
+                converted.append(
+                    {"event": "open", "client": client, "backend": identity["backend"],
+                     "pid": identity["pid"], "mono": at}
+                )  # fmt: skip
+                open_now.add(client)
+        elif event["event"] == "close":
+            converted.append(
+                {"event": "close", "client": client, "code": event["code"],
+                 "reason": event["reason"], "opened": client in open_now, "mono": at}
+            )  # fmt: skip
+            open_now.discard(client)
+        elif event["event"] == "reconnect" and event["why"].startswith("connecting failed"):
+            converted.append(
+                {"event": "close", "client": client, "code": None, "reason": event["why"],
+                 "opened": False, "mono": at}
+            )  # fmt: skip
+    return converted
 
 
 class Seen:
@@ -64,10 +117,15 @@ class Seen:
         found = [
             {**event, "who": f"{proc.name}#{event.get('client')}"}
             for proc in self.procs
-            for event in proc.snapshot()
+            for event in self._fleet_events(proc)
             if name is None or event.get("event") == name
         ]
         return sorted(found, key=lambda e: float(e["mono"]))
+
+    @staticmethod
+    def _fleet_events(proc: Proc) -> list[Event]:
+        events = proc.snapshot()
+        return _as_fleet_events(events) if proc.name == "reconnecting_peer" else events
 
     def where(self) -> dict[str, int | None]:
         """Each client's backend now (its port), or None while it is not open."""
@@ -168,11 +226,18 @@ class Prober:
         return [p for p in self.probes if p.backend == port and p.opened and p.opened > after]
 
 
-def populate(group: Group, url: str, node: int, chromium: int) -> Seen:
-    """Start ``node`` clients in Node and ``chromium`` in a page; once all are open."""
+def populate(
+    group: Group, url: str, node: int, chromium: int = IN_CHROMIUM, python: int = IN_PYTHON
+) -> Seen:
+    """
+    Start ``node`` keepalive.js clients in Node, ``chromium`` in a page and
+    ``python`` ReconnectingClients; once all are open.
+    """
     held = [(keepalive_js(group, "ws", url, node), node)]
     if chromium:
         held.append((keepalive_js(group, "chromium", url, chromium), chromium))
+    if python:
+        held.append((reconnecting_python(group, url, python), python))
     seen = Seen(*held)
     seen.wait_all_open(60)
     return seen

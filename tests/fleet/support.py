@@ -112,8 +112,12 @@ class Backend:
 
     def signal(self, signum: int) -> float:
         """Send ``signum`` to the twistd process; when, on time.monotonic()."""
+        # Read the clock first: after the signal, this thread may wait for the
+        # GIL behind the readers of the clients' events, and the effects of the
+        # signal would seem to come before it.
+        sent = time.monotonic()
         self.process.send_signal(signum)
-        return time.monotonic()
+        return sent
 
     def log(self, **fields: Any) -> list[Event]:
         """Its log events with these field values (twistd's JSON log)."""

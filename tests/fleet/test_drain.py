@@ -19,7 +19,7 @@ from tests.faults.support import record
 from twisted_keepalive.server.settings import DEFAULT_DRAIN_SPREAD
 
 from . import FULL, balancers, configs
-from .clients import CLIENT_OPTIONS, Prober, Seen, keepalive_js
+from .clients import CLIENT_OPTIONS, Prober, populate
 from .conftest import StartFleet
 from .support import Group
 
@@ -32,7 +32,6 @@ SPREAD = DEFAULT_DRAIN_SPREAD
 #: Clients per backend: the drained one's reconnects must fill 500 ms buckets
 #: well enough for peak / mean to mean something.
 PER_BACKEND = 150 if FULL else 60
-IN_CHROMIUM = 6
 BUCKET = 0.5
 #: Scheduling slack on a loaded two-core machine, seconds.
 SLACK = 1.0
@@ -58,10 +57,7 @@ def test_a_drained_backend_leaves_the_pool_before_its_1001s_and_its_clients_spre
     fleet: StartFleet, group: Group, balancer: str
 ) -> None:
     fleet_ = fleet(balancer, "--drain-grace", f"{GRACE:g}", "--drain-spread", f"{SPREAD:g}")
-    node = keepalive_js(group, "ws", fleet_.url, 3 * PER_BACKEND)
-    browser = keepalive_js(group, "chromium", fleet_.url, IN_CHROMIUM)
-    seen = Seen((node, 3 * PER_BACKEND), (browser, IN_CHROMIUM))
-    seen.wait_all_open(60)
+    seen = populate(group, fleet_.url, node=3 * PER_BACKEND)
     drained = fleet_.backends[0]
     moving = {who for who, port in seen.where().items() if port == drained.port}
     assert len(moving) >= PER_BACKEND * 0.8, seen.where()

@@ -60,7 +60,7 @@ def test_a_frozen_backend_is_left_by_every_client_within_the_heartbeat_bound(
     fleet: StartFleet, group: Group, balancer: str
 ) -> None:
     fleet_ = fleet(balancer)
-    seen = populate(group, fleet_.url, node=3 * PER_BACKEND, chromium=6 if FULL else 3)
+    seen = populate(group, fleet_.url, node=3 * PER_BACKEND)
     frozen = fleet_.backends[0]
     moving = on_backend(seen, frozen.port)
     assert moving, seen.where()
@@ -93,13 +93,17 @@ def test_a_frozen_backend_is_left_by_every_client_within_the_heartbeat_bound(
     figures["thawed_holds_none_after"] = round(emptied - thawed, 3)
     record("fleet: one backend frozen", **figures)
 
-    # The heartbeat, not TCP, noticed: no reply within pingTimeout.
-    assert {(c["code"], c["reason"]) for c in closes.values()} == {(4000, "keepalive ping timeout")}
+    # The heartbeat, not TCP, noticed: no reply within pingTimeout (keepalive.js
+    # closes with 4000; ReconnectingClient's 1011 finds no reply, its abort 1006).
+    assert all("keepalive ping timeout" in c["reason"] for c in closes.values()), closes
     assert min(noticed) > CLIENT_OPTIONS["pingTimeout"] / 1000 - 0.1
     assert max(noticed) <= BOUND + SLACK
     assert max(back) <= back_within + SLACK
-    # Any attempt that failed was one the frozen backend swallowed.
-    assert {e["reason"] for e in seen.failed_attempts()} <= {"keepalive connect timeout"}
+    # Any attempt that failed was one the frozen backend swallowed: keepalive.js
+    # or Autobahn gave up waiting for its 101.
+    swallowed = ("keepalive connect timeout", "WebSocket opening handshake timeout")
+    for attempt in seen.failed_attempts():
+        assert any(why in attempt["reason"] for why in swallowed), attempt
     if balancer == "haproxy":
         assert down - stopped <= HAPROXY.frozen_down_within + SLACK
     else:

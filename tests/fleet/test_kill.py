@@ -37,7 +37,7 @@ def test_the_clients_of_a_killed_backend_are_back_on_the_others_within_the_bound
     fleet: StartFleet, group: Group, balancer: str
 ) -> None:
     fleet_ = fleet(balancer)
-    seen = populate(group, fleet_.url, node=3 * PER_BACKEND, chromium=6 if FULL else 3)
+    seen = populate(group, fleet_.url, node=3 * PER_BACKEND)
     victim = fleet_.backends[0]
     moving = on_backend(seen, victim.port)
     assert moving, seen.where()

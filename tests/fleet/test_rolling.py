@@ -42,7 +42,7 @@ def test_a_rolling_restart_under_load_refuses_no_client(
     fleet: StartFleet, group: Group, balancer: str
 ) -> None:
     fleet_ = fleet(balancer, "--drain-spread", f"{SPREAD:g}", first=("--workers", "2"))
-    seen = populate(group, fleet_.url, node=3 * PER_BACKEND, chromium=6 if FULL else 3)
+    seen = populate(group, fleet_.url, node=3 * PER_BACKEND)
     restarted = fleet_.backends[0]
     moving = on_backend(seen, restarted.port)
     old_pids = {e["pid"] for e in seen.events("open") if e["backend"] == restarted.port}
