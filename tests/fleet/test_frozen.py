@@ -6,8 +6,11 @@ up on it (4000 "keepalive ping timeout"), HAProxy's /readyz check times out
 and marks it down, and the clients reconnect to the other two.  nginx open
 source has no active check: it never marks the frozen backend down by
 itself (its ``proxy_read_timeout`` is 60 s), and the clients' own heartbeat
-is what moves them.  Thawed (SIGCONT), the backend holds no stale connection
-once its own keepalive has run.
+is what moves them.  Thawed (SIGCONT), the backend holds no stale connection.
+(On loopback that last check does not need the server's own keepalive: the
+clients' Close frames and FINs wait in the frozen process's buffers and free
+its connections when it runs -- it passes with ``--ping-interval off`` too.
+A host cut off the network is tests/faults/test_cut_link.py's case.)
 """
 
 from __future__ import annotations
