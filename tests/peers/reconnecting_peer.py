@@ -17,6 +17,7 @@ Events (``client`` numbers the clients from 1; ``t`` is ``time.monotonic()``)::
     {"event": "open", "client": i, "t": ..., "attempts": n, "server": "<Server header>"}
     {"event": "close", "client": i, "t": ..., "code": int|null, "reason": str|null,
      "timeout": "<cause>"|null}
+    {"event": "message", "client": i, "t": ..., "data": "<text>"}
     {"event": "reconnect", "client": i, "t": ..., "delay": s, "attempt": n, "why": str}
     {"event": "stopped", "t": ...}
 
@@ -61,6 +62,11 @@ class Client(KeepaliveMixin, WebSocketClientProtocol):
             attempts=client.attempts,
             server=self.http_headers.get("server"),
         )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        # What the server says, e.g. tests/fleet's backends naming themselves.
+        if not isBinary:
+            emit("message", client=self.factory.number, data=payload.decode("utf-8", "replace"))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         timeout = self.keepalive_timeout
