@@ -1,43 +1,45 @@
 """
 Instructions per keepalive cycle, in process: a regression guard that does not
-care how noisy the machine is.
+care how noisy the machine is, and a map of where a cycle's instructions go.
 
-One cycle on one server protocol over an in-memory transport
-(tests/unit/wire.py: a ``StringTransport`` and a ``task.Clock``): the timer
-fires, the Ping is written, the client's Pong is parsed, the next deadline is
-set.  Variants, each on its own connection:
+One cycle on one server connection over an in-memory transport (a
+``StringTransport`` and a ``task.Clock``): the timer fires, the Ping is
+written, the client's Pong is parsed, the next deadline is set.  K connections
+(``--connections``, default 50) share one factory and go through their cycles
+together, as the ~80 connections due in each 20 ms slot of a server of 4,000
+connections at 1 s do; every figure is per connection and cycle.  The clock
+runs 5 ms behind each nominal second, as a busy reactor does.  Variants:
 
-- ``empty``: the measuring harness alone (two calls that do nothing);
-- ``floor``: ``sendPing`` on a plain Autobahn protocol + the Pong parsed and
-  ignored (bench/cpu_per_ping.py's floor without its shared timer, whose cost
-  is spread over every connection);
-- ``timer``: the floor plus one ``callLater`` per connection per cycle that
-  sends the Ping and re-arms itself: the least a per-connection timer adds;
-- ``ours``: ``KeepaliveMixin`` (ping_interval=1, ping_timeout=1).
+- ``empty``: the measuring harness alone (subtracted from the others: "net");
+- ``floor``: ``sendPing`` on plain Autobahn from one shared loop + the Pong
+  parsed and ignored (bench/cpu_per_ping.py's floor);
+- ``limit``: one ready-made Ping frame per connection handed to the transport
+  from one shared loop + the Pong parsed and ignored (its limit);
+- ``timer``: the floor plus one ``callLater`` per connection per cycle: the
+  least a per-connection timer adds;
+- ``ours``: ``KeepaliveMixin`` (ping_interval = ping_timeout = 1 s,
+  first_ping_spread 0 so that the K connections share their slots).
 
 Under ``--callgrind`` each variant runs in its own ``valgrind --tool=callgrind
---collect-atstart=no --toggle-collect=ffi_call`` process.  The measured loop
-calls each step through a ctypes function pointer, so the step runs inside
-libffi's ``ffi_call`` and only that is counted: imports, set-up, building the
-Pong frame and warm-up cycles are left out.  (``ffi_call`` is an exported
-symbol of libffi, so this works on stripped Pythons such as Debian's too;
-nothing else in the process calls C through ctypes.)  Without ``--callgrind`` it times
-the same loop with ``perf_counter`` (noisy; for a quick look).
+--collect-atstart=no --toggle-collect=ffi_call`` process, its measured steps
+called from C through ctypes (see ``_callgrind.py``): imports, set-up, building
+the Pong frames and warm-up cycles are not counted.  ``--attribute`` also
+counts, one valgrind run each, the inclusive instructions of the Python
+functions of a cycle listed in :data:`TARGETS` (and how often each runs).
+Without ``--callgrind`` it times the same loop with ``perf_counter`` (noisy).
 
-    python bench/callgrind_cycle.py --callgrind          # 2000 cycles per variant
-    python bench/callgrind_cycle.py --callgrind --smoke  # a few cycles (CI)
+    python bench/callgrind_cycle.py --callgrind               # 2000 cycles per variant
+    python bench/callgrind_cycle.py --callgrind --attribute   # + per function: ~5 min
+    python bench/callgrind_cycle.py --callgrind --smoke       # a few cycles (CI)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import os
-import re
+import json
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,14 +49,53 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
+from _callgrind import TOGGLE, Attributed, Measured, direct, run_callgrind  # noqa: E402
 from _report import environment, format_table, write_json  # noqa: E402
 
-VARIANTS = ("empty", "floor", "timer", "ours")
+VARIANTS = ("empty", "floor", "limit", "timer", "ours")
 INTERVAL = 1.0
+#: Seconds the harness clock runs behind each nominal second.
+LATE = 0.005
 PAYLOAD = b"\x00\x00\x00\x01"
-#: The C function whose calls (and everything under them) callgrind counts.
-TOGGLE = "ffi_call"
+FRAME = bytes([0x89, len(PAYLOAD)]) + PAYLOAD  # the limit's ready-made Ping
 _MASK = b"\x37\xfa\x21\x3d"  # a fixed client mask: no randomness in the harness
+
+_WS = "autobahn.twisted.websocket:WebSocketAdapterProtocol"
+#: (label, function) per variant for --attribute, in the order of a cycle;
+#: indentation in a label means "called from the one above".
+TARGETS: dict[str, list[tuple[str, str]]] = {
+    "ours": [
+        ("Ping: the slot fires (all of it)", "twisted_keepalive.core.wheel:TimerWheel._fire"),
+        ("  KeepaliveLink.wake", "twisted_keepalive.glue.link:KeepaliveLink.wake"),
+        ("    Heartbeat.wake", "twisted_keepalive.core.heartbeat:Heartbeat.wake"),
+        ("    Link.send_keepalive", "twisted_keepalive.autobahn.link:Link.send_keepalive"),
+        ("    KeepaliveStats.keepalive_ping_sent",
+         "twisted_keepalive.core.stats:KeepaliveStats.keepalive_ping_sent"),
+        ("KeepaliveLink.reschedule (Ping and Pong)",
+         "twisted_keepalive.glue.link:KeepaliveLink.reschedule"),
+        ("Pong: Autobahn's dataReceived (all of it)", f"{_WS}.dataReceived"),
+        ("  KeepaliveMixin._dataReceived",
+         "twisted_keepalive.autobahn.mixin:KeepaliveMixin._dataReceived"),
+        ("    Autobahn: parse and dispatch",
+         "autobahn.websocket.protocol:WebSocketProtocol._dataReceived"),
+        ("      KeepaliveMixin._onPong", "twisted_keepalive.autobahn.mixin:KeepaliveMixin._onPong"),
+        ("        KeepaliveLink.pong_received",
+         "twisted_keepalive.glue.link:KeepaliveLink.pong_received"),
+        ("          Heartbeat.pong_received",
+         "twisted_keepalive.core.heartbeat:Heartbeat.pong_received"),
+        ("          KeepaliveStats.observe_latency",
+         "twisted_keepalive.core.stats:KeepaliveStats.observe_latency"),
+        ("        Autobahn's _onPong", f"{_WS}._onPong"),
+        ("task.Clock.callLater (harness clock)", "twisted.internet.task:Clock.callLater"),
+        ("DelayedCall.cancel", "twisted.internet.base:DelayedCall.cancel"),
+    ],
+    "limit": [
+        ("Pong: Autobahn's dataReceived (all of it)", f"{_WS}.dataReceived"),
+        ("    Autobahn: parse and dispatch",
+         "autobahn.websocket.protocol:WebSocketProtocol._dataReceived"),
+        ("        Autobahn's _onPong", f"{_WS}._onPong"),
+    ],
+}  # fmt: skip
 
 
 def pong_frame(payload: bytes) -> bytes:
@@ -70,155 +111,158 @@ def ping_payload(written: bytes) -> bytes:
     return written[2:]
 
 
+def open_connections(protocol_class: type, clock: Any, count: int) -> list[Any]:
+    """``count`` server connections of one factory, past their opening handshake."""
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from twisted.internet.address import IPv4Address
+
+    from tests.unit.wire import _AbortingTransport, upgrade
+
+    factory = WebSocketServerFactory("ws://127.0.0.1:9000")
+    factory.protocol = protocol_class
+    factory.setProtocolOptions(openHandshakeTimeout=0)
+    opened = []
+    for _ in range(count):
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        protocol.clock = clock
+        transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        protocol.makeConnection(transport)
+        upgrade(protocol.dataReceived, transport)
+        opened.append(protocol)
+    return opened
+
+
 class Cycle:
     """
-    One variant's connection and its two measured steps: ``fire`` (the timer
-    fires and the Ping is written) and ``pong`` (the client's Pong arrives).
+    One variant's K connections and the steps of a round: ``fire`` (the timer
+    fires and every connection's Ping is written) and each connection's Pong.
     """
 
-    def __init__(self, variant: str) -> None:
+    def __init__(self, variant: str, connections: int) -> None:
         from autobahn.twisted.websocket import WebSocketServerProtocol
         from twisted.internet.task import Clock
 
-        from tests.unit.wire import open_server
         from twisted_keepalive import KeepaliveMixin
 
-        self.clock = Clock()
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        clock = self.clock = Clock()
+        protocol_class: type = WebSocketServerProtocol
         if variant == "ours":
 
             class Ours(KeepaliveMixin, WebSocketServerProtocol):
                 ping_interval = INTERVAL
                 ping_timeout = INTERVAL
+                first_ping_spread = 0.0
 
-            peer = open_server(Ours, self.clock)
-            self.fire: Callable[[], object] = lambda: self.clock.advance(INTERVAL)
-        else:
-            peer = open_server(WebSocketServerProtocol, self.clock)
-            protocol = peer.protocol
-            if variant == "floor":
-                self.fire = lambda: protocol.sendPing(PAYLOAD)
-            elif variant == "timer":
-
-                def ping_and_rearm() -> None:
-                    protocol.sendPing(PAYLOAD)
-                    self.clock.callLater(INTERVAL, ping_and_rearm)
-
-                self.clock.callLater(INTERVAL, ping_and_rearm)
-                self.fire = lambda: self.clock.advance(INTERVAL)
-            elif variant == "empty":
-                self.fire = lambda: None
-            else:
-                raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+            protocol_class = Ours
+        protocols = self.protocols = open_connections(protocol_class, clock, connections)
         self.variant = variant
-        self.protocol = peer.protocol
-        self.transport = peer.transport
+        self.rounds = 0
 
-    def run(self, cycles: int, step: Callable[..., object]) -> None:
-        transport = self.transport
-        data_received = self.protocol.dataReceived
+        def advance() -> None:
+            # Every round ends LATE after a nominal second.
+            clock.advance(INTERVAL + (LATE if self.rounds == 0 else 0.0))
+            self.rounds += 1
+
+        def ping_all() -> None:
+            for protocol in protocols:
+                protocol.sendPing(PAYLOAD)
+
+        def write_all() -> None:
+            for protocol in protocols:
+                protocol.transport.write(FRAME)
+
+        def ping_and_rearm(protocol: Any) -> None:
+            protocol.sendPing(PAYLOAD)
+            clock.callLater(INTERVAL, ping_and_rearm, protocol)
+
+        self.fire: Callable[[], object]
+        if variant in ("ours", "timer"):
+            if variant == "timer":
+                for protocol in protocols:
+                    clock.callLater(INTERVAL, ping_and_rearm, protocol)
+            self.fire = advance
+        else:
+            self.fire = {"floor": ping_all, "limit": write_all, "empty": lambda: None}[variant]
+
+    def run(self, rounds: int, step: Callable[..., object]) -> None:
         empty = self.variant == "empty"
-        for _ in range(cycles):
+        for _ in range(rounds):
             step(self.fire, ())
-            if empty:
-                step(_nothing, (b"",))
-                continue
-            pong = pong_frame(ping_payload(transport.value()))
-            transport.clear()
-            step(data_received, (pong,))
-            if transport.value():
-                raise AssertionError(f"unexpected reply to a Pong: {transport.value()!r}")
+            for protocol in self.protocols:
+                if empty:
+                    step(_nothing, (b"",))
+                    continue
+                transport = protocol.transport
+                pong = pong_frame(ping_payload(transport.value()))
+                transport.clear()
+                step(protocol.dataReceived, (pong,))
+                if transport.value():
+                    raise AssertionError(f"unexpected reply to a Pong: {transport.value()!r}")
 
 
 def _nothing(_: bytes) -> None:
     pass
 
 
-def _direct(function: Callable[..., object], args: tuple[Any, ...]) -> object:
-    return function(*args)
-
-
-class _Measured:
-    """
-    ``measured(function, args)`` calls ``function(*args)`` from C, through
-    libffi's ``ffi_call``: the one place callgrind counts.  Errors raised in
-    the step are re-raised here (ctypes would only print them).
-    """
-
-    def __init__(self) -> None:
-        import ctypes
-
-        prototype = ctypes.CFUNCTYPE(None)
-        self._pending: tuple[Callable[..., object], tuple[Any, ...]] | None = None
-        self._error: BaseException | None = None
-        self._callback = prototype(self._run)  # kept alive as long as self
-        address = ctypes.cast(self._callback, ctypes.c_void_p).value
-        self._call = prototype(address)
-
-    def _run(self) -> None:
-        assert self._pending is not None
-        function, args = self._pending
-        try:
-            function(*args)
-        except BaseException as e:
-            self._error = e
-
-    def __call__(self, function: Callable[..., object], args: tuple[Any, ...]) -> None:
-        self._pending = (function, args)
-        self._call()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
-def inner(variant: str, cycles: int, warmup: int) -> float:
-    """Run ``cycles`` measured cycles; return their wall-clock seconds."""
-    cycle = Cycle(variant)
-    cycle.run(warmup, _direct)
+def inner(variant: str, cycles: int, warmup: int, connections: int, count: str | None) -> str:
+    """Run the measured cycles; what the wrapper reads, as one JSON line."""
+    cycle = Cycle(variant, connections)
+    cycle.run(max(1, warmup // connections), direct)
+    rounds = max(1, cycles // connections)
     gc.collect()
     started = time.perf_counter()
-    cycle.run(cycles, _Measured())
-    return time.perf_counter() - started
+    if count is None:
+        cycle.run(rounds, Measured())
+        calls = rounds * (1 + connections)
+    else:
+        # Only calls to one function are counted; everything else runs directly.
+        target = Attributed(count)
+        target.patch()
+        try:
+            cycle.run(rounds, direct)
+        finally:
+            target.unpatch()
+        calls = target.calls
+    seconds = time.perf_counter() - started
+    return json.dumps({"seconds": seconds, "calls": calls, "cycles": rounds * connections})
 
 
-# -- the wrapper -----------------------------------------------------------------
-
-
-def callgrind(variant: str, cycles: int, warmup: int, valgrind: str) -> int:
-    """Instructions executed under ``ffi_call`` by one variant's run."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "callgrind.out"
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
-        completed = subprocess.run(
-            [
-                valgrind,
-                "--tool=callgrind",
-                "--collect-atstart=no",
-                f"--toggle-collect={TOGGLE}",
-                f"--callgrind-out-file={out}",
-                sys.executable,
-                __file__,
-                "--inner",
-                variant,
-                "--cycles",
-                str(cycles),
-                "--warmup",
-                str(warmup),
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"valgrind failed for {variant}:\n{completed.stderr[-3000:]}")
-        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
-        if match is None:
-            raise RuntimeError(f"no totals in callgrind output for {variant}")
-        if int(match.group(1)) == 0:
-            raise RuntimeError(
-                f"callgrind counted nothing under {TOGGLE} for {variant}: is libffi's "
-                f"{TOGGLE} visible to valgrind (an exported symbol) in this Python's ctypes?"
+def attribute(args: argparse.Namespace, valgrind: str, per_call: float) -> list[dict[str, Any]]:
+    """Inclusive instructions per cycle of each target function."""
+    found = []
+    for variant in args.attribute_variants:
+        for label, target in TARGETS[variant]:
+            print(f"[{variant} {target}] ...", file=sys.stderr, flush=True)
+            total, out = run_callgrind(
+                __file__, [*inner_args(args, variant), "--count", target], valgrind
             )
-        return int(match.group(1))
+            ran = json.loads(out.strip().splitlines()[-1])
+            net = (total - ran["calls"] * per_call) / ran["cycles"]
+            found.append(
+                {
+                    "variant": variant,
+                    "label": label,
+                    "target": target,
+                    "calls_per_cycle": ran["calls"] / ran["cycles"],
+                    "ir_per_cycle": net,
+                }
+            )
+    return found
+
+
+def inner_args(args: argparse.Namespace, variant: str) -> list[str]:
+    return [
+        "--inner",
+        variant,
+        "--cycles",
+        str(args.cycles),
+        "--warmup",
+        str(args.warmup),
+        "--connections",
+        str(args.connections),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,17 +273,39 @@ def main(argv: list[str] | None = None) -> int:
         help="count instructions under valgrind (else time with perf_counter)",
     )
     parser.add_argument("--cycles", type=int, default=None, help="measured cycles (default 2000)")
-    parser.add_argument("--warmup", type=int, default=20, help="uncounted cycles first")
+    parser.add_argument("--warmup", type=int, default=100, help="uncounted cycles first")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="connections sharing the timer slots (default 50; 5 with --smoke)",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument(
+        "--attribute",
+        default="",
+        metavar="VARIANTS",
+        nargs="?",
+        const="ours,limit",
+        help="with --callgrind: also count each function of TARGETS (default for ours and limit)",
+    )
     parser.add_argument("--out", default=str(BENCH / "results" / "callgrind_cycle.json"))
     parser.add_argument("--smoke", action="store_true", help="a few cycles: proves it runs (CI)")
     parser.add_argument("--inner", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--count", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cycles is None:
         args.cycles = 20 if args.smoke else 2000
+    if args.connections is None:
+        args.connections = 5 if args.smoke else 50
+    if args.smoke:
+        args.warmup = min(args.warmup, 10)
     if args.inner:
-        print(inner(args.inner, args.cycles, args.warmup))
+        print(inner(args.inner, args.cycles, args.warmup, args.connections, args.count))
         return 0
+    args.attribute_variants = [v for v in (args.attribute or "").split(",") if v]
+    if set(args.attribute_variants) - set(TARGETS):
+        parser.error(f"--attribute takes some of {', '.join(TARGETS)}")
 
     variants = [v for v in args.variants.split(",") if v]
     if "empty" not in variants:
@@ -248,35 +314,52 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; expected some of {', '.join(VARIANTS)}")
 
+    valgrind = shutil.which("valgrind") if args.callgrind else None
     if args.callgrind:
-        valgrind = shutil.which("valgrind")
         if valgrind is None:
             print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
             return 2
-        unit, measure = "Ir", lambda v: callgrind(v, args.cycles, args.warmup, valgrind)
+        unit = "Ir"
+
+        def measure(v: str) -> tuple[float, int]:
+            total, out = run_callgrind(__file__, inner_args(args, v), valgrind)
+            return total, json.loads(out.strip().splitlines()[-1])["cycles"]
+
     else:
         # Best of five: the least disturbed by whatever else the machine runs.
         unit = "ns"
-        measure = lambda v: min(inner(v, args.cycles, args.warmup) for _ in range(5)) * 1e9  # noqa: E731
 
-    totals = {}
+        def measure(v: str) -> tuple[float, int]:
+            runs = [
+                json.loads(inner(v, args.cycles, args.warmup, args.connections, None))
+                for _ in range(5)
+            ]
+            return min(r["seconds"] for r in runs) * 1e9, runs[0]["cycles"]
+
+    totals, per_cycle = {}, {}
     for variant in variants:
         print(f"[{variant}] ...", file=sys.stderr, flush=True)
-        totals[variant] = measure(variant)
-    per_cycle = {v: totals[v] / args.cycles for v in variants}
+        totals[variant], cycles = measure(variant)
+        per_cycle[variant] = totals[variant] / cycles
     net = {v: per_cycle[v] - per_cycle["empty"] for v in variants}
-    floor = net.get("floor")
+    floor, limit = net.get("floor"), net.get("limit")
 
-    rows = [("variant", f"{unit} total", f"{unit}/cycle", f"net {unit}/cycle", "x floor")]
+    rows = [
+        ("variant", f"{unit} total", f"{unit}/cycle", f"net {unit}/cycle", "x floor", "x limit")
+    ]
     for v in variants:
-        ratio = net[v] / floor if floor and v != "empty" else None
+
+        def ratio(to: float | None, v: str = v) -> str:
+            return "-" if not to or v == "empty" else f"{net[v] / to:.2f}"
+
         rows.append(
             (
                 v,
                 f"{totals[v]:.0f}",
                 f"{per_cycle[v]:.0f}",
                 "-" if v == "empty" else f"{net[v]:.0f}",
-                "-" if ratio is None else f"{ratio:.2f}",
+                ratio(floor),
+                ratio(limit),
             )
         )
     how = (
@@ -284,13 +367,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.callgrind
         else "wall-clock ns, best of 5 (noisy)"
     )
-    print(f"{args.cycles} keepalive cycles per variant; {how}; net = minus the empty harness")
+    print(
+        f"{args.cycles} keepalive cycles per variant over {args.connections} connections; "
+        f"{how}; per connection and cycle; net = minus the empty harness"
+    )
     print("\n".join(format_table(rows)))
-    if "ours" in net and floor:
-        print(
-            f"ours / floor = {net['ours'] / floor:.2f}"
-            + (f"; ours / timer = {net['ours'] / net['timer']:.2f}" if net.get("timer") else "")
-        )
+
+    found: list[dict[str, Any]] = []
+    if args.attribute_variants and valgrind is not None:
+        # The trampoline's own cost per counted call, from the empty harness.
+        empty_calls = max(1, args.cycles // args.connections) * (1 + args.connections)
+        found = attribute(args, valgrind, totals["empty"] / empty_calls)
+        rows = [("variant", "function (inclusive)", "calls/cycle", "Ir/cycle")]
+        rows += [
+            (f["variant"], f["label"], f"{f['calls_per_cycle']:.2f}", f"{f['ir_per_cycle']:.0f}")
+            for f in found
+        ]
+        print("\nwhere a cycle's instructions go (each function's own valgrind run)")
+        print("\n".join(format_table(rows)))
 
     out = write_json(
         args.out,
@@ -300,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             "settings": {
                 "cycles": args.cycles,
                 "warmup": args.warmup,
+                "connections": args.connections,
+                "late": LATE,
                 "callgrind": args.callgrind,
                 "toggle_collect": TOGGLE if args.callgrind else None,
             },
@@ -308,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             "per_cycle": per_cycle,
             "net_per_cycle": net,
             "ratio_to_floor": {v: net[v] / floor for v in variants if floor and v != "empty"},
+            "ratio_to_limit": {v: net[v] / limit for v in variants if limit and v != "empty"},
+            "attribution": found,
         },
     )
     print(f"wrote {out}")

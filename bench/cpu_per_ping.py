@@ -33,6 +33,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -70,7 +71,22 @@ SERVERS: dict[str, tuple[str, str]] = {
     # Twisted's own framing (twisted.web.websocket on wsproto).
     "twisted-floor": ("twisted_floor.py", "reference"),
     "twisted-ours": ("twisted_ours.py", "ours"),
+    # Over TLS (Twisted's TLSMemoryBIOProtocol, as an ssl: endpoint has it;
+    # the standard library's ssl for websockets), certificate made for the run.
+    "floor-tls": ("floor.py", "reference"),
+    "ours-tls": ("ours.py", "ours"),
+    "websockets-tls": ("websockets_serve.py", "peer"),
 }
+
+
+def is_tls(name: str) -> bool:
+    """
+    Whether the row ``name`` is served over TLS (so is any ``--candidate``
+    whose name ends in ``-tls``): such rows are compared with the TLS floor
+    and the best TLS peer, not with the plain rows.
+    """
+    return name.endswith("-tls")
+
 
 #: The floor each row's ``ratio_to_floor`` is taken against (default:
 #: Autobahn's ``floor``): ours on Twisted's framing against that framing's
@@ -111,7 +127,9 @@ class Result:
 # -- the processes -----------------------------------------------------------
 
 
-def start_server(script: Path, port: int, args: argparse.Namespace) -> subprocess.Popen[str]:
+def start_server(
+    script: Path, port: int, args: argparse.Namespace, tls: bool = False
+) -> subprocess.Popen[str]:
     env = dict(os.environ)
     # Always the library in this checkout, installed or not; and the servers'
     # shared modules for candidate scripts that live elsewhere.
@@ -130,6 +148,7 @@ def start_server(script: Path, port: int, args: argparse.Namespace) -> subproces
             str(args.timeout),
             "--backlog",
             str(args.backlog),
+            *(["--cert", str(args.cert), "--key", str(args.key)] if tls else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -180,7 +199,8 @@ def measure(name: str, script: Path, kind: str, args: argparse.Namespace) -> Res
     result = Result(server=name, kind=kind)
     port = free_port()
     started = time.monotonic()
-    server = start_server(script, port, args)
+    tls = is_tls(name)
+    server = start_server(script, port, args, tls)
     load: LoadGenerator | None = None
     profiler: subprocess.Popen[bytes] | None = None
     try:
@@ -193,7 +213,11 @@ def measure(name: str, script: Path, kind: str, args: argparse.Namespace) -> Res
         result.rss_before_kib = rss_kib(pid)
 
         load = LoadGenerator(
-            args.node, f"ws://127.0.0.1:{port}/", args.connections, args.concurrency
+            args.node,
+            f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/",
+            args.connections,
+            args.concurrency,
+            {"insecure": 1} if tls else None,
         )
         opened = load.wait_for("open", 30 + args.connections / 100)
         result.connections_opened = opened["opened"]
@@ -294,16 +318,23 @@ def derive(results: list[Result]) -> None:
             r.us_per_ping_above_baseline_schedstat = (
                 (r.cpu_s_schedstat - base_sched * r.window_s) / r.pings * 1e6
             )
+
     def floor_us_of(name: str) -> float | None:
-        floor = by_name.get(FLOOR_OF.get(name, "floor"))
+        default = "floor-tls" if is_tls(name) and name != "floor-tls" else "floor"
+        floor = by_name.get(FLOOR_OF.get(name, default))
         return floor.us_per_ping_above_baseline if floor else None
 
-    peers = [
-        r.us_per_ping_above_baseline
-        for r in by_name.values()
-        if r.kind == "peer" and r.us_per_ping_above_baseline
-    ]
-    best_peer = min(peers) if peers else None
+    def best_peer_of(name: str) -> float | None:
+        # TLS rows against the best TLS peer, the others against plain ones.
+        peers = [
+            r.us_per_ping_above_baseline
+            for r in by_name.values()
+            if r.kind == "peer"
+            and r.us_per_ping_above_baseline
+            and is_tls(r.server) == is_tls(name)
+        ]
+        return min(peers) if peers else None
+
     for r in by_name.values():
         us = r.us_per_ping_above_baseline
         if us is None:
@@ -311,6 +342,7 @@ def derive(results: list[Result]) -> None:
         floor_us = floor_us_of(r.server)
         if floor_us and floor_us > 0:
             r.ratio_to_floor = us / floor_us
+        best_peer = best_peer_of(r.server)
         if best_peer and best_peer > 0:
             r.ratio_to_best_peer = us / best_peer
 
@@ -441,6 +473,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.servers = list(dict.fromkeys(name for name, _, _ in plan))
     args.plan = list({name: (name, script, kind) for name, script, kind in plan}.values())
     args.py_spy = {n for n in args.py_spy.split(",") if n}
+    args.cert = args.key = None
     return args
 
 
@@ -449,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     if not load_generator_ready():
         return 2
     results = []
+    if any(is_tls(name) for name in args.servers):
+        from _tls import self_signed
+
+        args.cert, args.key = self_signed(Path(tempfile.mkdtemp(prefix="cpu-per-ping-tls-")))
     for name, script, kind in args.plan:
         print(f"[{name}] ...", file=sys.stderr, flush=True)
         try:
@@ -467,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results, args))
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
     settings["plan"] = [[name, str(script), kind] for name, script, kind in args.plan]
+    settings["cert"] = settings["key"] = None  # made for the run, gone after it
     env = environment(("twisted", "autobahn", "txaio", "websockets", "aiohttp", "tornado"))
     env["node"] = node_version(args.node)
     out = write_json(

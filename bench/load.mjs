@@ -16,6 +16,8 @@
 //                       each connection
 //   --churn N           once every connection has opened, close N random ones
 //                       a second (code 1000) and open as many new ones
+//   --insecure 1        accept any server certificate (wss:// to a self-signed
+//                       one made for the run)
 //
 // It counts the Pings the clients receive.  Commands arrive as lines on stdin:
 //   counts  print the counts as one JSON line
@@ -35,6 +37,7 @@ function parseArgs(argv) {
     'bin-ms': 0,
     gaps: 0,
     churn: 0,
+    insecure: 0,
   };
   const strings = new Set(['url', 'local-address']);
   for (let i = 0; i < argv.length; i += 2) {
@@ -85,6 +88,7 @@ function connect() {
     // zlib contexts it would add per connection would swamp the memory figures.
     const options = { perMessageDeflate: false };
     if (args['local-address']) options.localAddress = args['local-address'];
+    if (args.insecure) options.rejectUnauthorized = false;
     const ws = new WebSocket(args.url, options);
     let pinged = false;
     let opened = false;

@@ -1,7 +1,7 @@
 """
 The Twisted/Autobahn side shared by baseline, floor, limit, autobahn and ours:
 the epoll reactor, a factory with Autobahn's defaults, a listener with a deep
-backlog.
+backlog (TLS with ``--cert``/``--key``).
 """
 
 from __future__ import annotations
@@ -41,13 +41,23 @@ class Registry(WebSocketServerProtocol):
 
 
 def factory(args, protocol: type[WebSocketServerProtocol]) -> WebSocketServerFactory:
-    made = WebSocketServerFactory(f"ws://{args.host}:{args.port}", reactor=reactor)
+    scheme = "wss" if args.cert else "ws"
+    made = WebSocketServerFactory(f"{scheme}://{args.host}:{args.port}", reactor=reactor)
     made.protocol = protocol
     made.open = set()
     return made
 
 
 def serve(args, made: WebSocketServerFactory) -> None:
-    reactor.listenTCP(args.port, made, backlog=args.backlog, interface=args.host)
+    if args.cert:
+        # Twisted's TLS (a TLSMemoryBIOProtocol over the TCP transport), as
+        # an ssl: endpoint of twistd wskeepalive has it.
+        from twisted.internet import ssl
+
+        with open(args.cert) as cert, open(args.key) as key:
+            options = ssl.PrivateCertificate.loadPEM(cert.read() + key.read()).options()
+        reactor.listenSSL(args.port, made, options, backlog=args.backlog, interface=args.host)
+    else:
+        reactor.listenTCP(args.port, made, backlog=args.backlog, interface=args.host)
     reactor.callWhenRunning(ready)
     reactor.run()

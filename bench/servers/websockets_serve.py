@@ -2,7 +2,7 @@
 
 import asyncio
 
-from _common import parse_args, ready, skip
+from _common import parse_args, ready, skip, ssl_context
 
 try:
     from websockets.asyncio.server import serve
@@ -23,6 +23,7 @@ async def main(args) -> None:
         ping_timeout=args.timeout,
         compression=None,
         backlog=args.backlog,
+        ssl=ssl_context(args),
     ) as server:
         ready()
         await server.serve_forever()

@@ -52,6 +52,18 @@ def test_cpu_per_ping_smoke_measures_ours_and_the_floor_on_both_framings(tmp_pat
     assert all(r["pings"] > 0 for r in results[1:]), results  # type: ignore[index]
 
 
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+def test_cpu_per_ping_smoke_measures_ours_and_the_floor_over_tls(tmp_path: Path) -> None:
+    # A certificate made for the run; the Node clients accept it.
+    servers = ["floor-tls", "ours-tls"]
+    data = run_bench(
+        "cpu_per_ping.py", "--smoke", "--servers", ",".join(servers), out=tmp_path / "t.json"
+    )
+    results = data["results"]
+    assert [r["server"] for r in results] == ["baseline", *servers]  # type: ignore[index, union-attr]
+    assert all(r["pings"] > 0 for r in results[1:]), results  # type: ignore[index]
+
+
 def test_callgrind_cycle_smoke_runs_every_variant(tmp_path: Path) -> None:
     # Without --callgrind: wall-clock timing, no valgrind needed.
     run_bench("callgrind_cycle.py", "--smoke", out=tmp_path / "g.json")

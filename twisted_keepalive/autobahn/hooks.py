@@ -18,6 +18,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 #: Autobahn's dispatchers that :class:`twisted_keepalive.autobahn.mixin.KeepaliveMixin`
 #: wraps: every event the keepalive needs passes through one of them.
 HOOKED_METHODS = (
+    "dataReceived",
     "_onOpen",
     "_dataReceived",
     "_onMessage",

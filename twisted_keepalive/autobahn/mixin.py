@@ -29,6 +29,7 @@ from ..core.verdict import Timeout
 from ..glue.pings import ping_payload, send_application_ping
 from .factory import disable_autoping, factory_record
 from .hooks import require_autobahn_hooks
+from .inbound import debug_logging_off, read_lone_pong
 from .link import Link
 from .settings import KeepaliveMeta, Setting
 
@@ -193,6 +194,14 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
             if self.state == self.STATE_OPEN:
                 self._keepalive_start(link)
 
+    def dataReceived(self, data: bytes) -> None:
+        # Autobahn's formats the fields of a debug line first, logged or not:
+        # skipping that when nothing would be logged changes nothing else.
+        if self._keepalive_link is not None and debug_logging_off(self):
+            self._dataReceived(data)
+        else:
+            super().dataReceived(data)  # type: ignore[misc]
+
     def _dataReceived(self, data: bytes) -> None:
         link = self._keepalive_link
         if link is None:
@@ -202,7 +211,9 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         # middle of began: evidence for a deadline verdict (a peer busy with a
         # frame it started before our Ping is alive) and the "idle" figure.
         now = link.rx_at = link.now()
-        super()._dataReceived(data)  # type: ignore[misc]
+        # A lone Pong is read as Autobahn would, without its general parser.
+        if not read_lone_pong(self, data, self.factory.isServer):
+            super()._dataReceived(data)  # type: ignore[misc]
         frame = getattr(self, "current_frame", None)
         if frame is not link.frame:
             link.frame = frame

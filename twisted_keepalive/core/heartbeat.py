@@ -55,6 +55,9 @@ _WAIT = Verdict.WAIT
 # Most Pongs settle no application Ping; the hot path returns this one tuple.
 _NOTHING: tuple[tuple[Any, float], ...] = ()
 
+# The ledger of a connection with no Ping in flight, never written to.
+_NO_PINGS: Ledger = {}
+
 
 class Heartbeat:
     """
@@ -101,7 +104,10 @@ class Heartbeat:
         self.wake_at: float | None = None
         #: Why the heartbeat gave up, once :meth:`judge` said TIMEOUT.
         self.timeout: Timeout | None = None
-        self._ledger: Ledger = {}
+        # The ledger exists only while a Ping is in flight: at rest (nearly
+        # always, at intervals of seconds and round trips of milliseconds) a
+        # connection holds no dict for it.
+        self._ledger: Ledger | None = None
         self._rank = 0
         self._keepalive: PendingPing | None = None
         self._unanswered = 0
@@ -228,16 +234,17 @@ class Heartbeat:
         self.wake_at = self._next_ping_at = None
         self._keepalive = None
         ledger = self._ledger
+        self._ledger = None
         if not ledger:
             return ()
-        waiters = tuple(p.waiter for p in ledger.values() if p.waiter is not None)
-        ledger.clear()
-        return waiters
+        return tuple(p.waiter for p in ledger.values() if p.waiter is not None)
 
     def _send_keepalive(self, now: float, due: float) -> None:
         interval = self.ping_interval
         assert interval is not None
         ledger = self._ledger
+        if ledger is None:
+            ledger = self._ledger = {}
         self._rank += 1
         payload = (self._rank & 0xFFFFFFFF).to_bytes(4, "big")
         while payload in ledger:
@@ -285,6 +292,8 @@ class Heartbeat:
             adapter to fire after this method has returned.
         """
         ledger = self._ledger
+        if ledger is None:
+            return None
         matched = ledger.get(payload)
         if matched is None:
             return None
@@ -295,11 +304,13 @@ class Heartbeat:
         self.latency = now - matched.sent_at
         keepalive = self._keepalive
         if len(ledger) == 1:
-            ledger.clear()
+            self._ledger = None
             settled = _NOTHING if matched.waiter is None else ((matched.waiter, self.latency),)
             self._unanswered = 0
         else:
             settled, keepalives = settle_up_to(ledger, matched, now)
+            if not ledger:
+                self._ledger = None
             # Only Pings sent without a timeout are counted as unanswered.
             self._unanswered = max(0, self._unanswered - keepalives)
         if keepalive is not None and keepalive.rank <= matched.rank:
@@ -329,11 +340,12 @@ class Heartbeat:
     @property
     def in_flight(self) -> int:
         """Pings waiting for their Pong, keepalive and application alike."""
-        return len(self._ledger)
+        ledger = self._ledger
+        return 0 if ledger is None else len(ledger)
 
     def new_payload(self) -> bytes:
         """A fresh random 4-byte payload that no Ping in flight uses."""
-        return fresh_payload(self._ledger)
+        return fresh_payload(self._ledger or _NO_PINGS)
 
     def ping_sent(self, payload: bytes, now: float, waiter: Any) -> None:
         """
@@ -345,14 +357,20 @@ class Heartbeat:
         """
         if self.phase not in OPEN_PHASES:
             raise RuntimeError(f"no Ping can go out in phase {self.phase.value}")
-        if payload in self._ledger:
+        ledger = self._ledger
+        if ledger is None:
+            ledger = self._ledger = {}
+        elif payload in ledger:
             raise PingInFlight(f"a ping with payload {payload!r} is already waiting for its pong")
         self._rank += 1
-        self._ledger[payload] = PendingPing(payload, self._rank, now, waiter)
+        ledger[payload] = PendingPing(payload, self._rank, now, waiter)
 
     def forget(self, payload: bytes, waiter: Any) -> None:
         """Stop waiting for the Pong of the application Ping ``payload`` of ``waiter``."""
-        ping = self._ledger.get(payload)
+        ledger = self._ledger
+        ping = None if ledger is None else ledger.get(payload)
         # The waiter must match: a later Ping may have reused the payload.
-        if ping is not None and ping.waiter is waiter:
-            del self._ledger[payload]
+        if ledger is not None and ping is not None and ping.waiter is waiter:
+            del ledger[payload]
+            if not ledger:
+                self._ledger = None

@@ -52,12 +52,14 @@ def ping_frame(head: bytes, payload: bytes, masked: bool) -> bytes:
     if not masked:
         return head + payload
     key = os.urandom(4)
-    length = len(payload)
+    return head + key + xor_mask(key, payload)
+
+
+def xor_mask(key: bytes, data: bytes) -> bytes:
+    """``data`` masked (or unmasked) with the 4-byte ``key``, as RFC 6455 5.3 says."""
+    length = len(data)
     keys = (key * (length // 4 + 1))[:length]
-    masked_payload = (int.from_bytes(payload, "big") ^ int.from_bytes(keys, "big")).to_bytes(
-        length, "big"
-    )
-    return head + key + masked_payload
+    return (int.from_bytes(data, "big") ^ int.from_bytes(keys, "big")).to_bytes(length, "big")
 
 
 def direct_socket(transport: Any) -> Any:
