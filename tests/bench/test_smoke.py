@@ -115,3 +115,15 @@ def test_handshake_cost_smoke_measures_both_paths(tmp_path: Path) -> None:
     figures = data["figures"]
     assert set(figures) == {"Autobahn parses the handshake", "twisted.web site, then Autobahn"}  # type: ignore[arg-type]
     assert all(f["cpu_seconds"] > 0 and f["bytes"] > 0 for f in figures.values())  # type: ignore[union-attr]
+
+
+HAPROXY = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+
+
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+@pytest.mark.skipif(HAPROXY is None, reason="haproxy (Debian's haproxy package) is missing")
+def test_fleet_scale_smoke_holds_connections_through_haproxy(tmp_path: Path) -> None:
+    data = run_bench("fleet_scale.py", "--smoke", out=tmp_path / "f.json")
+    assert data["opened"] == 300
+    assert sum(data["per_backend"]) == 300  # type: ignore[arg-type]
+    assert data["timeouts"] == 0
