@@ -424,6 +424,10 @@ def test_sighup_without_workers_is_logged_and_the_server_serves_on(twistd: Start
     server = twistd()
     server.process.send_signal(signal.SIGHUP)
     assert wait_for_log(server, bool, keepalive_event="rolling_restart_unavailable")
+    # The JSON log and twistd's text output are written apart: wait for both.
+    deadline = time.monotonic() + 10
+    while "needs --workers" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert "needs --workers" in server.output()
     assert server.process.poll() is None
     with connect(server.url, open_timeout=10) as client:
