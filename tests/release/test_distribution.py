@@ -141,3 +141,24 @@ def test_package_index_description_needs_no_checkout(built: Built) -> None:
 def test_metadata_invents_no_project_urls(built: Built) -> None:
     # The project has no public home yet; a Project-URL would point nowhere.
     assert built.metadata().get_all("Project-URL") is None
+
+
+#: The only kinds of change Keep a Changelog 1.1.0 has, in its order.
+CHANGE_KINDS = ("Added", "Changed", "Deprecated", "Removed", "Fixed", "Security")
+
+
+def test_the_changelog_keeps_the_keep_a_changelog_form() -> None:
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog\n")
+    assert "https://keepachangelog.com/en/1.1.0/" in changelog
+    releases = re.split(r"^## ", changelog, flags=re.M)[1:]
+    assert releases
+    for release in releases:
+        heading = release.splitlines()[0]
+        assert re.fullmatch(r"\[Unreleased\]|\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", heading)
+        kinds = re.findall(r"^### (.*)$", release, flags=re.M)
+        assert kinds, f"{heading}: no kind of change"
+        # Each kind once, in the format's order, and no other kind.
+        assert [k for k in CHANGE_KINDS if k in kinds] == kinds, (heading, kinds)
+    assert sum(r.startswith("[Unreleased]") for r in releases) <= 1
+    assert not any(r.startswith("[Unreleased]") for r in releases[1:]), "Unreleased goes first"
