@@ -7,11 +7,14 @@ systems against an import with their missing modules blocked.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -128,3 +131,22 @@ def test_the_package_imports_without_fcntl_and_termios() -> None:
     )
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip() == "None"
+
+
+def test_the_browser_module_row_names_the_node_and_packages_ci_tests_with() -> None:
+    # What tests/js runs keepalive.js with: the machine's Node (CI installs
+    # Debian's when there is none), and tests/peers' locked ws, undici and
+    # TypeScript.
+    row = next(line for line in support_block("README.md").splitlines() if "browser module" in line)
+    lock = json.loads((REPO / "tests" / "peers" / "package-lock.json").read_text())["packages"]
+    for package, label, parts in (("ws", "`ws`", 1), ("undici", "`undici`", 1),
+                                  ("typescript", "TypeScript", 2)):  # fmt: skip
+        version = ".".join(lock[f"node_modules/{package}"]["version"].split(".")[:parts])
+        assert f"{label} {version} " in row, (package, version, row)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no Node.js here to compare the README's with")
+    major = subprocess.run(
+        [node, "--version"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout.strip().lstrip("v").split(".")[0]
+    assert f"Node.js {major} " in row, row
