@@ -138,6 +138,22 @@ def test_package_index_description_needs_no_checkout(built: Built) -> None:
     assert [t for t in targets if not t.startswith("https://")] == []
 
 
+def test_the_long_description_is_readme_pypi_and_renders_as_the_package_index_does(
+    built: Built,
+) -> None:
+    from readme_renderer.markdown import render  # what the package index renders with
+
+    description = built.metadata().get_payload()
+    assert isinstance(description, str)
+    assert description.strip() == (REPO / "README.pypi.md").read_text().strip()
+    html = render(description, variant="GFM")
+    assert html is not None, "the package index would show it as plain text"
+    assert html.count("<table>") == 1, "the support matrix renders as a table"
+    # The renderer adds in-page anchors to headings; anything else must be absolute.
+    targets = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert [t for t in targets if not t.startswith(("https://", "#user-content-"))] == []
+
+
 def test_metadata_invents_no_project_urls(built: Built) -> None:
     # The project has no public home yet; a Project-URL would point nowhere.
     assert built.metadata().get_all("Project-URL") is None
