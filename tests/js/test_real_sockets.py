@@ -169,3 +169,33 @@ def test_refused_url_reports_error_then_close_and_the_provider_gives_the_next(
     assert exited["live"] == 0
     assert_nothing_left_attached(exited)
     assert max(e["max"] for e in peer.of("live")) == 1
+
+
+@pytest.mark.parametrize("kind", ["ws", "undici", "chromium"])
+def test_send_while_not_open_throws_and_nothing_is_sent_later(
+    twistd: StartServer, driver: Callable[..., Peer], kind: str
+) -> None:
+    # The decision documented in docs/browser.md: no queue across a
+    # reconnection. What send() refused is not delivered on the next connection.
+    server = twistd()
+    peer = driver(kind, server.url)
+    peer.wait_for("open")
+    command(peer, "send before")
+    assert peer.wait_for("message")["data"] == "before"
+
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        peer.wait_for("close", reason="keepalive ping timeout")
+        command(peer, "send during")
+        refused = peer.wait_for("send-error")
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    assert refused["name"] == "InvalidStateError", refused
+    assert "not queued" in refused["message"], refused
+
+    peer.wait_for("open", n=2)
+    command(peer, "send after")
+    assert peer.wait_for("message", n=2)["data"] == "after"
+    assert [e["data"] for e in peer.of("message")] == ["before", "after"]
+    command(peer, "close")
+    assert peer.wait_for("exit", timeout=EXIT_WITHIN)["live"] == 0
