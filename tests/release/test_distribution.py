@@ -104,6 +104,21 @@ def test_wheel_carries_every_static_asset_and_the_plugin(built: Built) -> None:
     assert "twisted/plugins/__init__.py" not in names, "it would replace Twisted's own"
 
 
+def test_wheel_carries_every_tracked_file_of_the_packages(built: Built) -> None:
+    # `packages` is a list, so that no data folder is dropped: a package
+    # folder added later and not listed there would be missing instead.
+    tracked = subprocess.run(
+        ["git", "ls-files", "twisted_keepalive", "twisted"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(tracked) > 50
+    assert sorted(set(tracked) - built.wheel_names()) == []
+    assert sorted(set(tracked) - built.sdist_names()) == []
+
+
 def test_version_is_written_once_and_the_changelog_has_it(built: Built) -> None:
     version = twisted_keepalive.__version__
     assert built.metadata()["Version"] == version
