@@ -100,6 +100,17 @@ def test_both_readmes_state_the_matrix_that_is_tested() -> None:
     assert f"`web` adapter's tests skip, as it needs Twisted {floor}" in block
 
 
+def test_the_one_system_declared_is_the_one_tested() -> None:
+    # CI runs on Linux only: the metadata says nothing broader, and the
+    # table says what is known of the rest (the import test below).
+    systems = [c for c in PROJECT["classifiers"] if c.startswith("Operating System ::")]
+    assert systems == ["Operating System :: POSIX :: Linux"]
+    assert sys.platform.startswith("linux")
+    row = next(line for line in support_block("README.md").splitlines() if "| systems |" in line)
+    assert "Linux only" in row
+    assert "`fcntl` and `termios`" in row
+
+
 BLOCKED_IMPORT = """
 import importlib, pkgutil, socket, sys
 sys.modules["fcntl"] = None
