@@ -69,14 +69,34 @@ def test_the_pythons_declared_are_the_pythons_tested() -> None:
 
 def test_every_python_is_tested_with_the_oldest_and_the_newest_dependencies() -> None:
     for python in declared_pythons():
-        pinned = [pins for version, pins in cells().values() if version == python]
-        assert {} in pinned, f"no newest-dependencies cell for Python {python}"
-        oldest = [pins for pins in pinned if pins]
-        assert len(oldest) == 1, f"one oldest-dependencies cell for Python {python}"
-        (pins,) = oldest
+        assert cells().get(f"newest-py{python}", (None, None))[1] == {}, (
+            f"no newest-dependencies cell for Python {python}"
+        )
+        assert f"oldest-py{python}" in cells(), f"no oldest-dependencies cell for Python {python}"
+        _, pins = cells()[f"oldest-py{python}"]
         for package in BOUNDED:
             assert pins.get(package) == lower_bound(package, python), (python, package)
         assert "txaio" in pins, "Autobahn's own lower bound on txaio is tested too"
+
+
+def test_the_web_adapter_is_tested_at_the_floor_of_its_extra() -> None:
+    # The oldest cells have a Twisted without twisted.web.websocket: one cell
+    # runs the web adapter's tests on the oldest Twisted the `web` extra
+    # allows, with the oldest wsproto the test extra allows.
+    (web,) = [Requirement(r) for r in PROJECT["optional-dependencies"]["web"]]
+    (wsproto,) = [
+        Requirement(r) for r in PROJECT["optional-dependencies"]["test"] if r.startswith("wsproto")
+    ]
+    floor = {
+        "twisted": [s.version for s in web.specifier if s.operator == ">="],
+        "wsproto": [s.version for s in wsproto.specifier if s.operator == ">="],
+    }
+    python, pins = cells()["oldest-web-py3.10"]
+    assert python in declared_pythons()
+    assert Version(pins["twisted"]) == Version(*floor["twisted"])
+    assert Version(pins["wsproto"]) == Version(*floor["wsproto"])
+    for package in ("autobahn", "txaio", "prometheus_client"):
+        assert pins[package] == cells()[f"oldest-py{python}"][1][package], package
 
 
 def support_block(readme: str) -> str:
