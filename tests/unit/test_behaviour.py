@@ -17,6 +17,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
+from twisted import version as twisted_release
 from twisted_keepalive import Cause, ConnectionClosed, PingInFlight
 from twisted_keepalive.core.ledger import MAX_UNANSWERED_KEEPALIVES
 
@@ -352,7 +353,12 @@ def test_peer_sending_a_large_frame_is_not_failed_and_answers_after_it(framing: 
     assert all(opcode != CLOSE for opcode, _ in peer.frames())
     peer.pong(payload)
     assert peer.keepalive.latency == pytest.approx(2.9)
-    assert peer.events.messages == ["x" * 100_000]
+    messages = peer.events.messages
+    if framing == "twisted" and (twisted_release.major, twisted_release.minor) < (26, 10):
+        # Twisted before 26.10 hands a message over in the pieces it arrived
+        # in, keepalive or not: the message is there, whole, all the same.
+        messages = ["".join(messages)]
+    assert messages == ["x" * 100_000]
 
 
 def test_peer_that_stops_mid_frame_is_failed_ping_timeout_after_its_last_byte(
