@@ -77,6 +77,17 @@ class Events:
     on_open: Callable[[Any], object] | None = None
     #: Called in ``negotiationStarted`` (Twisted's framing) with the transport.
     on_start: Callable[[Any], object] | None = None
+    #: The application's timeout hook raises (after recording the Timeout).
+    timeout_hook_raises: bool = False
+
+    def timed_out(self, timeout: Timeout) -> None:
+        self.timeouts.append(timeout)
+        if self.timeout_hook_raises:
+            raise RuntimeError("the application's timeout hook failed")
+
+
+#: The application's timeout hook on each framing, as its log events name it.
+TIMEOUT_HOOK = {"autobahn": "onKeepaliveTimeout", "twisted": "keepaliveTimedOut"}
 
 
 @dataclass
@@ -98,6 +109,10 @@ class Peer:
     masks: bool
     close_ours: Callable[[int], None]
     lose_with: Callable[[Failure], None]
+    #: Sends a bytes message from our side, as the application would.
+    send_ours: Callable[[bytes], None]
+    #: The application's protocol object (what log events name).
+    application: Any
     stats: Any = None
     seen: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -163,7 +178,7 @@ def _autobahn(
         "onMessage": onMessage,
         "onPong": lambda self, payload: events.pongs.append(payload),
         "onLatency": lambda self, latency: events.latencies.append(latency),
-        "onKeepaliveTimeout": lambda self, timeout: events.timeouts.append(timeout),
+        "onKeepaliveTimeout": lambda self, timeout: events.timed_out(timeout),
         "onClose": onClose,
         **settings,
     }
@@ -187,6 +202,8 @@ def _autobahn(
         masks=side == "server",
         close_ours=lambda code: protocol.sendClose(code),
         lose_with=protocol.connectionLost,
+        send_ours=lambda data: protocol.sendMessage(data, isBinary=True),
+        application=protocol,
         stats=holder[0] if holder else None,
     )
     return peer
@@ -225,7 +242,7 @@ class _App:
         self.events.latencies.append(latency)
 
     def keepaliveTimedOut(self, timeout: Timeout) -> None:
-        self.events.timeouts.append(timeout)
+        self.events.timed_out(timeout)
 
     def connectionLost(self, reason: Failure) -> None:
         self.events.lost.append(reason)
@@ -306,6 +323,8 @@ def _twisted(
         masks=side == "server",
         close_ours=lambda code: keepalive.loseConnection(code),
         lose_with=lose,
+        send_ours=keepalive.sendBytesMessage,
+        application=app,
         stats=collected,
     )
     return peer

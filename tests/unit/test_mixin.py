@@ -24,22 +24,6 @@ from twisted_keepalive import (
 
 from .wire import CLOSE, EchoServer, open_server, result_of
 
-# -- 1. schedule -------------------------------------------------------------
-
-
-def test_next_ping_is_measured_ping_to_ping_less_latency() -> None:
-    peer = open_server(EchoServer)
-    peer.clock.advance(1.0)
-    [payload] = peer.pings()
-    peer.clock.advance(0.3)
-    peer.pong(payload)
-    assert peer.protocol.latency == pytest.approx(0.3)
-    peer.clock.advance(0.69)
-    assert peer.pings() == []
-    peer.clock.advance(0.01)
-    assert len(peer.pings()) == 1
-
-
 # -- 2. timeout ----------------------------------------------------------------
 
 
@@ -81,8 +65,6 @@ def test_aborted_connection_reports_the_keepalive_timeout_to_on_close() -> None:
     assert reason == 'connection was closed uncleanly ("keepalive ping timeout")'
 
 
-
-
 # -- 5. cleanup --------------------------------------------------------------------
 
 
@@ -99,7 +81,6 @@ def test_close_cancels_every_timer_and_fails_pending_pings() -> None:
     assert isinstance(failure.value, ConnectionClosed)
     assert failure.value.code == 1000
     assert failure.value.reason == "bye"
-
 
 
 # -- 6. protocols that never call super() -------------------------------------------
