@@ -275,12 +275,16 @@ class _StringEndpoints:
         return succeed(self.protocol)
 
 
-def _twisted(
-    side: str, clock: Clock, events: Events, stats: bool, settings: dict[str, Any]
-) -> Peer:
-    apps = _AppFactory(events)
-    factory = with_keepalive(apps, clock=clock, **settings)
-    collected = collect_stats(factory) if stats else None
+def wire_twisted(
+    factory: Any, side: str
+) -> tuple[_AbortingTransport, Callable[[bytes], None], Callable[[Failure], None]]:
+    """
+    ``factory`` (any ``twisted.web.websocket`` factory) on our ``side`` of a
+    connection on a StringTransport, past its opening handshake: behind a
+    real ``Site`` and ``WebSocketResource``, or a real
+    ``WebSocketClientEndpoint``.  Returns the transport, where the peer's
+    bytes go in, and how the connection is lost.
+    """
     if side == "server":
         resource = WebSocketResource(factory)
         resource.isLeaf = True
@@ -288,29 +292,35 @@ def _twisted(
         transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         channel.makeConnection(transport)
         upgrade(channel.dataReceived, transport)
-        deliver = channel.dataReceived
-        lose = channel.connectionLost
-    else:
-        transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 9000))
-        endpoints = _StringEndpoints(transport)
-        endpoint = WebSocketClientEndpoint(endpoints, "ws://127.0.0.1:9000/")
-        connected = Deferred.fromCoroutine(endpoint.connect(factory))
-        request = transport.value()
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
-        accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-        transport.clear()
-        wire = endpoints.protocol
-        wire.dataReceived(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
-        assert connected.called
-        deliver = wire.dataReceived
-        lose = wire.connectionLost
+        return transport, channel.dataReceived, channel.connectionLost
+    transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 9000))
+    endpoints = _StringEndpoints(transport)
+    endpoint = WebSocketClientEndpoint(endpoints, "ws://127.0.0.1:9000/")
+    connected = Deferred.fromCoroutine(endpoint.connect(factory))
+    request = transport.value()
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    transport.clear()
+    wire = endpoints.protocol
+    wire.dataReceived(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    assert connected.called
+    return transport, wire.dataReceived, wire.connectionLost
+
+
+def _twisted(
+    side: str, clock: Clock, events: Events, stats: bool, settings: dict[str, Any]
+) -> Peer:
+    apps = _AppFactory(events)
+    factory = with_keepalive(apps, clock=clock, **settings)
+    collected = collect_stats(factory) if stats else None
+    transport, deliver, lose = wire_twisted(factory, side)
     [app] = apps.built
     keepalive = app.transport
     peer = Peer(

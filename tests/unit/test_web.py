@@ -1,9 +1,10 @@
 """
 What only the twisted.web.websocket adapter has: ``with_keepalive``'s
 settings and refusals, its transport and factory standing in for Twisted's,
-the frame tracker behind the mid-frame evidence, the Twisted internals it
-stands on (each test here fails when one changes), and the ImportError on a
-Twisted without ``twisted.web.websocket``.
+the frame tracker behind the mid-frame evidence, and the bound on the wait
+after the peer's Close.  The Twisted internals it stands on are pinned in
+``test_web_hooks.py``, the ImportError on a Twisted without
+``twisted.web.websocket`` in ``test_web_unavailable.py``.
 """
 
 from __future__ import annotations
@@ -228,32 +229,7 @@ def test_frame_sizes_are_counted_as_on_the_wire() -> None:
             assert frame_size(length, masked) == len(frame(TEXT, b"z" * length, masked=masked))
 
 
-# -- Twisted's internals, and Twisted without websocket -------------------------------------
-
-
-def test_twisteds_upgrade_still_hands_the_channels_data_to_the_wire_protocol() -> None:
-    # If Twisted stops pointing the HTTP channel's dataReceived at the wire
-    # protocol (web/hooks.py, inbound_holder), a peer mid-frame would be
-    # taken for a silent one; this is the test that says so.
-    peer = open_peer("twisted")
-    peer.clock.advance(1.0)
-    peer.pings()
-    big = frame(TEXT, b"x" * 10_000, masked=True)
-    for i in range(10):
-        peer.deliver(big[i * 1000 : (i + 1) * 1000])
-        peer.clock.advance(0.3)
-    assert peer.events.timeouts == [], "the peer's bytes were not seen arriving"
-
-
-def test_twisteds_client_wire_protocol_still_receives_through_its_own_data_received() -> None:
-    peer = open_peer("twisted", "client")
-    peer.clock.advance(1.0)
-    peer.pings()
-    big = frame(TEXT, b"x" * 10_000, masked=False)
-    for i in range(10):
-        peer.deliver(big[i * 1000 : (i + 1) * 1000])
-        peer.clock.advance(0.3)
-    assert peer.events.timeouts == [], "the peer's bytes were not seen arriving"
+# -- the peer's Close -------------------------------------------------------------------------
 
 
 def test_a_peers_close_is_aborted_when_our_buffer_never_drains() -> None:

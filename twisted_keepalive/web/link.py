@@ -35,6 +35,7 @@ from ..core.wheel import TimerWheel
 from ..glue import transport as probes
 from ..glue.closing import TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON
 from ..glue.link import KeepaliveLink
+from . import hooks
 from .frames import FrameTracker
 
 
@@ -138,7 +139,7 @@ class WebLink(KeepaliveLink):
         self.reschedule()
         self.arm_abort()
         try:
-            self.wire.loseConnection(code, reason)
+            hooks.send_close(self.wire, code, reason)
         except LocalProtocolError:
             # The peer's Close crossed ours: Twisted has answered it and is
             # closing already.
