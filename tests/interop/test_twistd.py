@@ -145,7 +145,9 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         ),
         (
             ["--protocol", "tests.interop.twistd_side.WebShout"],
-            "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol",
+            "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol, not "
+            "<class 'tests.interop.twistd_side.WebShout'>: a twisted.web.websocket protocol "
+            "is served with --framing twisted",
         ),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
