@@ -9,6 +9,8 @@ after the peer's Close.  The Twisted internals it stands on are pinned in
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ if not WEB_FRAMING:
 
 from twisted.web.websocket import WebSocketResource
 
-from twisted_keepalive import ConnectionClosed
+from twisted_keepalive import ConnectionClosed, KeepaliveMixin, set_keepalive_options
 from twisted_keepalive.web import KeepaliveFactory, with_keepalive
 from twisted_keepalive.web.frames import FrameTracker
 from twisted_keepalive.web.link import frame_size
@@ -55,6 +57,32 @@ def test_bad_settings_are_refused_when_wrapping_naming_the_setting(
         with_keepalive(_AppFactory(Events()), **{setting: value})
 
 
+SETTINGS = ("ping_interval", "ping_timeout", "close_timeout", "first_ping_spread")
+
+
+@pytest.mark.parametrize("setting", [*SETTINGS, "browser_heartbeat"])
+@pytest.mark.parametrize(
+    "value", [-1, 0, 0.5, 1.5, math.nan, math.inf, 1e307, "20", True, None, "yes"], ids=repr
+)
+def test_a_setting_is_refused_or_accepted_as_the_autobahn_adapter_does(
+    setting: str, value: Any
+) -> None:
+    # The same value, the same verdict and the same message (the mixin's
+    # names the class it was set on) -- or accepted by both.
+    try:
+        set_keepalive_options(SimpleNamespace(), **{setting: value})
+    except (TypeError, ValueError) as e:
+        autobahn: Exception | None = e
+    else:
+        autobahn = None
+    if autobahn is None:
+        with_keepalive(_AppFactory(Events()), **{setting: value})
+        return
+    with pytest.raises(type(autobahn)) as refused:
+        with_keepalive(_AppFactory(Events()), **{setting: value})
+    assert str(refused.value) == str(autobahn)
+
+
 def test_tiny_and_huge_settings_are_accepted_and_none_turns_things_off() -> None:
     factory = with_keepalive(
         _AppFactory(Events()), ping_interval=1e-3, ping_timeout=1e9, close_timeout=1e-3
@@ -69,6 +97,8 @@ def test_defaults_are_the_autobahn_adapters() -> None:
     config = with_keepalive(_AppFactory(Events())).config
     assert (config.ping_interval, config.ping_timeout, config.close_timeout) == (20.0, 20.0, 10.0)
     assert (config.first_ping_spread, config.browser_heartbeat) == (1.0, False)
+    for setting in (*SETTINGS, "browser_heartbeat"):
+        assert getattr(config, setting) == getattr(KeepaliveMixin, setting), setting
 
 
 def test_only_factories_are_wrapped_and_only_once() -> None:
