@@ -321,9 +321,7 @@ def test_connections_are_logged_with_peer_close_code_reason_and_latency(
     [closed] = server.log(keepalive_event="close")
     assert opened["peer"] == closed["peer"]
     assert opened["peer"].startswith("tcp4:127.0.0.1:")
-    # Twisted's framing tells no close code: the peer's 1000 is logged as None.
-    code = 1000 if framing == "autobahn" else None
-    assert (closed["code"], closed["reason"], closed["clean"]) == (code, "", True)
+    assert (closed["code"], closed["reason"], closed["clean"]) == (1000, "", True)
     assert 0.0 < closed["latency"] < 0.2
     assert closed["log_level"].name == "info"
 

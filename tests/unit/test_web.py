@@ -253,6 +253,26 @@ def test_the_tracker_skips_a_clients_http_response_and_reads_a_close_code() -> N
     assert (tracker.close_seen, tracker.close_code) == (True, 1001)
 
 
+@given(
+    st.integers(min_value=1000, max_value=4999),
+    st.text(max_size=40).filter(lambda t: len(t.encode()) <= 123),
+    st.booleans(),
+    st.lists(st.integers(min_value=1, max_value=200), max_size=8),
+)
+def test_the_tracker_reads_a_close_code_and_reason_however_the_bytes_are_split(
+    code: int, reason: str, masked: bool, cuts: list[int]
+) -> None:
+    data = frame(TEXT, b"before", masked=masked) + frame(
+        CLOSE, code.to_bytes(2, "big") + reason.encode(), masked=masked
+    )
+    tracker = FrameTracker()
+    fed = 0
+    for cut in sorted({min(c, len(data)) for c in cuts} | {len(data)}):
+        tracker.feed(data[fed:cut])
+        fed = cut
+    assert (tracker.close_seen, tracker.close_code, tracker.close_reason) == (True, code, reason)
+
+
 def test_frame_sizes_are_counted_as_on_the_wire() -> None:
     for length in (0, 125, 126, 65535, 65536):
         for masked in (False, True):
@@ -260,6 +280,16 @@ def test_frame_sizes_are_counted_as_on_the_wire() -> None:
 
 
 # -- the peer's Close -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_the_transport_tells_the_code_and_reason_of_the_peers_close(side: str) -> None:
+    peer = open_peer("twisted", side)
+    assert (peer.keepalive.peer_close_code, peer.keepalive.peer_close_reason) == (None, None)
+    peer.receive(CLOSE, (4001).to_bytes(2, "big") + "restart, désolé".encode())
+    peer.lose()
+    assert peer.keepalive.peer_close_code == 4001
+    assert peer.keepalive.peer_close_reason == "restart, désolé"
 
 
 def test_a_peers_close_is_aborted_when_our_buffer_never_drains() -> None:

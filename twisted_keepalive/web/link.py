@@ -209,7 +209,8 @@ class WebLink(KeepaliveLink):
             return closed
         frames = self.frames
         if frames.close_seen:
-            return ConnectionClosed(frames.close_code, "the peer closed the connection")
+            # As on Autobahn's framing: the peer's reason, else a generic one.
+            return ConnectionClosed(frames.close_code, frames.close_reason or "connection closed")
         return ConnectionClosed(1006, "connection lost")
 
 
