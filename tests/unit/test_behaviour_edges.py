@@ -30,7 +30,7 @@ from twisted_keepalive.glue import transport as probes
 
 from .defect_support import Outcomes, client_frames, errors_in, raised_by, unmask
 from .framings import TIMEOUT_HOOK, Events, Peer, open_peer
-from .wire import CLOSE, PING, TEXT, frame, result_of
+from .wire import CLOSE, PING, PONG, TEXT, frame, result_of
 
 TIMEOUT_CLOSE = (1011).to_bytes(2, "big") + b"keepalive ping timeout"
 
@@ -450,3 +450,43 @@ def test_client_ping_mask_keys_do_not_come_from_the_random_module(
         f"the same mask keys after reseeding random: {[k.hex() for k in first]} "
         "(RFC 6455 5.3 asks for a strong source of entropy)"
     )
+
+
+# -- the peer's Pings, and ping() while closing ---------------------------------------------
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_the_peers_ping_is_answered_with_its_payload(framing: str, side: str) -> None:
+    peer = open_peer(framing, side)
+    peer.receive(PING, b"are you there")
+    assert peer.frames() == [(PONG, b"are you there")]
+
+
+def test_ping_after_a_timeout_or_while_closing_says_why_it_cannot_go_out(framing: str) -> None:
+    peer = open_peer(framing)
+    peer.clock.advance(1.0)
+    peer.clock.advance(0.52)
+    failure = result_of(peer.keepalive.ping())
+    assert isinstance(failure, Failure) and isinstance(failure.value, ConnectionClosed)
+    assert (failure.value.code, failure.value.reason) == (1011, "keepalive ping timeout")
+
+    other = open_peer(framing)
+    other.close_ours(1000)
+    failure = result_of(other.keepalive.ping())
+    assert isinstance(failure.value, ConnectionClosed)
+    assert (failure.value.code, failure.value.reason) == (
+        None,
+        "the WebSocket connection is closing",
+    )
+
+
+def test_a_pending_ping_fails_with_the_peers_answer_to_our_close(framing: str) -> None:
+    peer = open_peer(framing)
+    pending = peer.keepalive.ping(b"x")
+    peer.close_ours(1000)
+    assert not pending.called
+    peer.receive(CLOSE, (1000).to_bytes(2, "big") + b"ok")
+    peer.lose()
+    failure = result_of(pending)
+    assert isinstance(failure.value, ConnectionClosed)
+    assert (failure.value.code, failure.value.reason) == (1000, "ok")

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
-from twisted.python.failure import Failure
 
-from twisted_keepalive import Cause, ConnectionClosed, KeepaliveStats
+from twisted_keepalive import Cause, KeepaliveStats
 from twisted_keepalive.core.heartbeat import Heartbeat
 from twisted_keepalive.core.ledger import MAX_UNANSWERED_KEEPALIVES
 from twisted_keepalive.core.phase import Phase
@@ -22,11 +21,8 @@ from twisted_keepalive.core.wheel import TimerWheel
 
 from .wire import (
     CLOSE,
-    PING,
-    PONG,
     EchoServer,
     open_server,
-    result_of,
 )
 
 
@@ -227,12 +223,6 @@ def test_a_failing_owner_is_logged_by_name(logged: list[LogEvent]) -> None:
 # -- the Autobahn link -----------------------------------------------------------
 
 
-def test_the_peers_ping_is_answered_with_its_payload() -> None:
-    peer = open_server(EchoServer)
-    peer.receive(PING, b"are you there")
-    assert peer.frames() == [(PONG, b"are you there")]
-
-
 @pytest.mark.parametrize("option", ["logFrames", "logOctets"])
 def test_a_protocol_that_logs_frames_or_octets_sends_keepalive_through_autobahn(
     option: str,
@@ -281,17 +271,3 @@ def test_every_timeout_and_every_closed_connection_is_counted() -> None:
     assert (stats.opened, stats.closed, stats.open) == (2, 2, 0)
 
 
-def test_ping_after_a_timeout_or_while_closing_says_why_it_cannot_go_out() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    peer.clock.advance(0.52)
-    failure = result_of(peer.protocol.ping())
-    assert isinstance(failure, Failure) and isinstance(failure.value, ConnectionClosed)
-    assert (failure.value.code, failure.value.reason) == (1011, "keepalive ping timeout")
-
-    other = open_server(EchoServer)
-    other.protocol.sendClose(1000)
-    failure = result_of(other.protocol.ping())
-    assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code is None
-    assert failure.value.reason == "the WebSocket connection is closing"

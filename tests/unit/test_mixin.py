@@ -14,7 +14,6 @@ import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
-from twisted.python.failure import Failure
 
 from twisted_keepalive import (
     ConnectionClosed,
@@ -66,21 +65,6 @@ def test_aborted_connection_reports_the_keepalive_timeout_to_on_close() -> None:
 
 
 # -- 5. cleanup --------------------------------------------------------------------
-
-
-def test_close_cancels_every_timer_and_fails_pending_pings() -> None:
-    peer = open_server(EchoServer)
-    pending = peer.protocol.ping(b"x")
-    peer.clock.advance(1.0)
-    assert peer.clock.getDelayedCalls()
-    peer.receive(CLOSE, (1000).to_bytes(2, "big") + b"bye")
-    peer.lose()
-    assert peer.clock.getDelayedCalls() == []
-    failure = result_of(pending)
-    assert isinstance(failure, Failure)
-    assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code == 1000
-    assert failure.value.reason == "bye"
 
 
 # -- 6. protocols that never call super() -------------------------------------------

@@ -30,7 +30,7 @@ from twisted_keepalive.web.frames import FrameTracker
 from twisted_keepalive.web.link import frame_size
 
 from .framings import Events, _AppFactory, open_peer
-from .wire import CLOSE, PING, TEXT, frame, result_of
+from .wire import CLOSE, TEXT, frame, result_of
 
 # -- settings ----------------------------------------------------------------------
 
@@ -196,12 +196,6 @@ def test_an_application_closing_in_its_open_hook_gets_no_keepalive() -> None:
     assert [opcode for opcode, _ in peer.frames()] == []
     peer.lose()
     assert peer.clock.getDelayedCalls() == []
-
-
-def test_the_peers_pings_are_answered_by_twisted_with_their_payload() -> None:
-    peer = open_peer("twisted")
-    peer.receive(PING, b"are you there")
-    assert peer.frames() == [(0xA, b"are you there")]
 
 
 # -- the frame tracker ---------------------------------------------------------------------

@@ -63,6 +63,7 @@ class WebLink(KeepaliveLink):
         "frames",
         "head",
         "masked",
+        "sent_close",
         "sock",
         "tcp",
         "tx_mark",
@@ -92,6 +93,9 @@ class WebLink(KeepaliveLink):
         self.written = 0
         self.tx_mark = 0
         self.closing = False
+        #: Our own Close (the application's or a drain's), for pending Pings
+        #: when the peer's answer never comes.
+        self.sent_close: ConnectionClosed | None = None
         # A client sees the server's HTTP response before the first frame.
         self.frames = FrameTracker(http_first=masked)
         self.frame_seq = 0
@@ -133,8 +137,9 @@ class WebLink(KeepaliveLink):
         if self.closing:
             return
         self.closing = True
-        if self.closed is None:
-            self.closed = ConnectionClosed(code, reason)
+        # Pending Pings wait for the peer's answer, as on Autobahn's framing;
+        # a ping() meanwhile is told the connection is closing.
+        self.sent_close = ConnectionClosed(code, reason or "connection closed")
         self.heartbeat.halt()
         self.reschedule()
         self.arm_abort()
@@ -211,7 +216,9 @@ class WebLink(KeepaliveLink):
         if frames.close_seen:
             # As on Autobahn's framing: the peer's reason, else a generic one.
             return ConnectionClosed(frames.close_code, frames.close_reason or "connection closed")
-        return ConnectionClosed(1006, "connection lost")
+        # Twisted stops reading once its Close is out: the peer's answer is
+        # rarely seen, and our own Close says more than 1006 would.
+        return self.sent_close or ConnectionClosed(1006, "connection lost")
 
 
 def peer_name(transport: Any) -> str:
