@@ -434,7 +434,7 @@ def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
 
 
 def test_tls_endpoint_serves_wss_to_clients_that_trust_its_certificate(
-    twistd: StartServer, peers: StartPeer, peer_kind: str, tmp_path: Path
+    twistd: StartServer, framing: str, peers: StartPeer, peer_kind: str, tmp_path: Path
 ) -> None:
     key, cert = _self_signed_certificate(tmp_path)
     port = free_port()
