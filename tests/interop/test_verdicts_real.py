@@ -76,10 +76,11 @@ class StallingServerTests(RealPeerCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
-    def serve_stalling_after_first_ping(self) -> int:
+    def serve_stalling_after_first_ping(self, **overrides: Any) -> int:
         """
-        Our server, whose reactor is blocked by an I/O handler right after its
-        first keepalive ping goes out.
+        Our server (``FAST`` settings, but for ``overrides``), whose reactor
+        is blocked by an I/O handler right after its first keepalive ping
+        goes out.
 
         The block must happen in the reactor's I/O phase, as a blocking
         ``dataReceived`` would: as the ping is written we make a pipe
@@ -108,7 +109,7 @@ class StallingServerTests(RealPeerCase):
         def timed_out(self: Any, timeout: Timeout) -> None:
             timeouts.append(timeout)
 
-        settings: dict[str, Any] = {TIMEOUT_HOOK[self.framing]: timed_out, **FAST}
+        settings: dict[str, Any] = {TIMEOUT_HOOK[self.framing]: timed_out, **FAST, **overrides}
         if self.framing == "autobahn":
             settings["_keepalive_link_class"] = stalling(Link)
         else:
@@ -153,7 +154,11 @@ class StallingServerTests(RealPeerCase):
         # During the stall the peer answers the Ping only after 2 MiB of
         # messages: its Pong is here, in our receive queue, behind data the
         # reactor reads 64 KiB per turn.  One turn of recheck cannot reach it.
-        port = self.serve_stalling_after_first_ping()
+        # The peer answers every later Ping behind 2 MiB too: a ping_timeout
+        # still shorter than the stall, but not so short that a peer process
+        # starved of CPU on a loaded machine misses it (0.5 s did, on both
+        # framings, with the peer silent for 0.54 s long after the stall).
+        port = self.serve_stalling_after_first_ping(ping_timeout=1.0)
         burst = 2 * 1024 * 1024
         peer = self.peer(
             "raw_peer", "127.0.0.1", str(port), "--burst", str(burst), "--duration", "2.5",
