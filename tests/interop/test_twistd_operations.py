@@ -51,7 +51,7 @@ def metrics_port_and_options() -> tuple[int, list[str]]:
 @pytest.mark.parametrize("where", ["listen", "metrics"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_healthz_and_readyz_answer_200_on_every_port(
-    twistd: StartServer, where: str, method: str
+    twistd: StartServer, framing: str, where: str, method: str
 ) -> None:
     metrics_port, options = metrics_port_and_options()
     server = twistd(*options)

@@ -325,16 +325,29 @@ def test_lost_connection_fails_pending_pings_and_leaves_no_timer(framing: str) -
     assert failure.value.code == 1006
 
 
-def test_peer_close_fails_pending_pings_with_its_code(framing: str) -> None:
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ((1000).to_bytes(2, "big") + b"bye", "bye"),
+        ((4000).to_bytes(2, "big") + "à bientôt".encode(), "à bientôt"),
+        ((1001).to_bytes(2, "big"), "connection closed"),
+    ],
+)
+def test_peer_close_fails_pending_pings_with_its_code_and_reason(
+    framing: str, payload: bytes, reason: str
+) -> None:
     peer = open_peer(framing)
     pending = peer.keepalive.ping(b"x")
     peer.clock.advance(1.0)
-    peer.receive(CLOSE, (1000).to_bytes(2, "big") + b"bye")
+    peer.receive(CLOSE, payload)
     peer.lose()
     assert peer.clock.getDelayedCalls() == []
     failure = result_of(pending)
     assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code == 1000
+    assert (failure.value.code, failure.value.reason) == (
+        int.from_bytes(payload[:2], "big"),
+        reason,
+    )
 
 
 # -- verdicts ---------------------------------------------------------------------------
