@@ -115,13 +115,22 @@ class _MergedMetrics(Resource):
         self._reactor = reactor
 
     def render_GET(self, request: Any) -> Any:
+        # A scraper may give up before every worker has answered (its scrape
+        # timeout, a busy machine): then there is nobody to answer.
+        gone: list[Failure] = []
+        request.notifyFinish().addErrback(gone.append)
+
         def write(body: bytes) -> None:
+            if gone:
+                return
             request.setHeader(b"Content-Type", b"text/plain; version=0.0.4; charset=utf-8")
             request.write(body)
             request.finish()
 
         def failed(failure: Failure) -> None:
             _log.failure("scraping the workers' metrics failed", failure)
+            if gone:
+                return
             request.setResponseCode(500)
             request.finish()
 
