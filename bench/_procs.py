@@ -101,7 +101,8 @@ class LoadGenerator:
     """
     bench/load.mjs, driven through its stdin/stdout: ``connections`` clients
     to ``url``; ``options`` are more of its command-line options, e.g.
-    ``{"local-address": "127.0.0.2", "gaps": 1}``.
+    ``{"local-address": "127.0.0.2", "gaps": 1}``; ``program`` runs another
+    generator of the same protocol instead (bench/raw_clients.py).
     """
 
     def __init__(
@@ -111,14 +112,15 @@ class LoadGenerator:
         connections: int,
         concurrency: int,
         options: dict[str, object] | None = None,
+        program: Sequence[str] | None = None,
     ) -> None:
         extra: Sequence[str] = [
             item for name, value in (options or {}).items() for item in (f"--{name}", str(value))
         ]
         self.process = subprocess.Popen(
             [
-                node,
-                str(BENCH / "load.mjs"),
+                # bench/raw_clients.py speaks the same protocol, for storms.
+                *(program or (node, str(BENCH / "load.mjs"))),
                 "--url",
                 url,
                 "--connections",

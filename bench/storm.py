@@ -113,12 +113,12 @@ def quantile(histogram: dict[str, int], q: float) -> float | None:
     return None
 
 
-def measure(config: dict[str, int], hold: float) -> dict[str, Any]:
+def measure(config: dict[str, int], hold: float, client: str) -> dict[str, Any]:
     """One storm, inside the run's namespace: start, storm, hold, stop."""
     args = argparse.Namespace(out="storm", workers=config["workers"], protocol=None)
     extra = ["--backlog", str(config["backlog"])]
     server = Server(args, 20.0, 20.0, "scheduled", tag="storm", extra=extra)
-    result: dict[str, Any] = {"config": config}
+    result: dict[str, Any] = {"config": config, "client": client}
     loaders: list[LoadGenerator] = []
     try:
         server.wait_ready(config["workers"], timeout=60)
@@ -132,7 +132,10 @@ def measure(config: dict[str, int], hold: float) -> dict[str, Any]:
             addresses = ",".join(f"127.{1 + i}.0.{n}" for n in range(1, 101))
             options = {"local-address": addresses}
             options.update({"start-at": int(start_at * 1000), "open-ms": 1})
-            loaders.append(LoadGenerator("node", server.url, clients, clients, options))
+            program = None if client == "ws" else (sys.executable, str(BENCH / "raw_clients.py"))
+            loaders.append(
+                LoadGenerator("node", server.url, clients, clients, options, program=program)
+            )
         deepest: dict[int, int] = {}
         rates: dict[str, float] = {}
         previous: dict[str, float] = {}
@@ -233,7 +236,7 @@ def clients_summary(final: list[dict[str, Any]], start_at: float) -> dict[str, A
 # -- the namespace around each run ------------------------------------------------
 
 
-def run_in_namespace(config: dict[str, int], hold: float) -> dict[str, Any]:
+def run_in_namespace(config: dict[str, int], hold: float, client: str) -> dict[str, Any]:
     """Make a namespace with the config's kernel settings and measure in it."""
     name = f"wsstorm{os.getpid()}"
     subprocess.run(["ip", "netns", "add", name], check=True)
@@ -248,10 +251,10 @@ def run_in_namespace(config: dict[str, int], hold: float) -> dict[str, Any]:
         for key, value in settings.items():
             subprocess.run([*inside, "sysctl", "-q", "-w", f"{key}={value}"], check=True)
         command = [*inside, sys.executable, __file__, "--inside", json.dumps(config)]
-        command += ["--hold", str(hold)]
+        command += ["--hold", str(hold), "--client", client]
         out = subprocess.run(command, capture_output=True, text=True, cwd=BENCH)
         if out.returncode != 0:
-            return {"config": config, "failed": out.stderr.strip()[-1500:]}
+            return {"config": config, "client": client, "failed": out.stderr.strip()[-1500:]}
         return json.loads(out.stdout.splitlines()[-1])
     finally:
         subprocess.run(["ip", "netns", "delete", name], check=False)
@@ -269,13 +272,14 @@ def parse_config(text: str, base: dict[str, int]) -> dict[str, int]:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        ["clients", "workers", "somaxconn", "syn q", "backlog", "opened", "failed",
+        ["client", "clients", "workers", "somaxconn", "syn q", "backlog", "opened", "failed",
          "errors", "all open s", "open p50", "p99", "max", "accept q max", "accepts/s/worker",
          "ListenOverflows", "cookies", "SIGTERM closes", "exit"]
     ]  # fmt: skip
     for r in results:
         c = r["config"]
-        head = [str(c[k]) for k in ("clients", "workers", "somaxconn", "syn_backlog", "backlog")]
+        head = [r.get("client", "ws")]
+        head += [str(c[k]) for k in ("clients", "workers", "somaxconn", "syn_backlog", "backlog")]
         if "failed" in r and isinstance(r["failed"], str):
             note = "run failed: " + r["failed"].splitlines()[-1][:60]
             rows.append([*head, note] + [""] * (len(rows[0]) - len(head) - 1))
@@ -300,11 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append", help="key=value,... (repeatable)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds held after the storm")
     parser.add_argument("--smoke", action="store_true", help="300 clients, 1 worker")
+    parser.add_argument(
+        "--client",
+        choices=("raw", "ws"),
+        default="raw",
+        help="raw: bench/raw_clients.py, a ready-made handshake on connect (default); "
+        "ws: Node's ws (bench/load.mjs), a full client's work per connection",
+    )
     parser.add_argument("--out", default=str(BENCH / "results" / "storm.json"))
     parser.add_argument("--inside", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inside:
-        print(json.dumps(measure(json.loads(args.inside), args.hold)))
+        print(json.dumps(measure(json.loads(args.inside), args.hold, args.client)))
         return 0
     if not load_generator_ready():
         return 2
@@ -321,13 +332,13 @@ def main(argv: list[str] | None = None) -> int:
         if config["workers"] * 19_000 < config["clients"]:
             raise SystemExit(f"storm.py: {config['clients']} clients need more than "
                              f"{config['workers']} workers (20,000 descriptors each)")  # fmt: skip
-        results.append(run_in_namespace(config, args.hold))
+        results.append(run_in_namespace(config, args.hold, args.client))
         print(table(results[-1:]), flush=True)
     print()
     print(table(results))
     env: dict[str, Any] = environment(("twisted", "autobahn", "txaio"))
     env["node"] = node_version("node")
-    settings = {"hold": args.hold, "smoke": args.smoke}
+    settings = {"hold": args.hold, "smoke": args.smoke, "client": args.client}
     data = {"benchmark": "storm", "settings": settings, "environment": env, "runs": results}
     print(f"wrote {write_json(args.out, data)}")
     return 0 if all(r.get("opened") == r["config"]["clients"] for r in results) else 1
