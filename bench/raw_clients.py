@@ -35,6 +35,9 @@ from urllib.parse import urlsplit
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
+#: Connects started between two looks at what is ready.
+CONNECT_BATCH = 100
+
 
 class Client:
     __slots__ = ("buffer", "opened", "sock", "started")
@@ -87,9 +90,12 @@ class Storm:
 
     # -- connections -------------------------------------------------------
 
-    def connect_all(self) -> None:
-        self.t0 = time.perf_counter()
-        for i in range(self.total):
+    def connect_some(self, start: int, count: int) -> int:
+        """Start connects ``start`` .. ``start + count``; the next to start."""
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        end = min(self.total, start + count)
+        for i in range(start, end):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
@@ -104,6 +110,7 @@ class Storm:
                 self.fail(client, result)
                 continue
             self.selector.register(sock, WRITE, client)
+        return end
 
     def fail(self, client: Client, code: int | None) -> None:
         """``client``'s connection failed or was lost without a Close (errno ``code``)."""
@@ -219,12 +226,15 @@ class Storm:
 
     def run(self, start_at_ms: float) -> None:
         self.selector.register(sys.stdin, READ, None)
-        connected = False
-        wait = 0.0
+        started = 0  # connects started so far
         while True:
-            if not connected and (wait := start_at_ms / 1000 - time.time()) <= 0:
-                self.connect_all()
-                connected = True
+            wait = start_at_ms / 1000 - time.time()
+            if wait <= 0 and started < self.total:
+                # A batch at a time, answering what is ready in between: a
+                # client whose connect completed writes its request at once,
+                # rather than after 10,000 more sockets were made.
+                started = self.connect_some(started, CONNECT_BATCH)
+            connected = started >= self.total
             timeout = None if connected else max(0.0, wait)
             for key, events in self.selector.select(timeout):
                 if key.data is None:
