@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 
 from .control import LISTENING, PROBE_REPLY, RETIRE, probe_line
 
-__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within"]
+__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within", "stop_all"]
 
 _log = Logger(namespace="twisted_keepalive")
 
@@ -215,3 +215,26 @@ def fired_within(clock: Any, seconds: float, *waited: Deferred[Any]) -> Deferred
     for deferred in waited:
         deferred.addBoth(settle, True)
     return outcome
+
+
+async def stop_all(workers: list[WorkerProcess], bound: float, clock: Any) -> None:
+    """
+    SIGTERM every one of ``workers`` (each drains), and SIGKILL those still
+    running ``bound`` seconds later; returns once all have exited.
+    """
+    _log.info("stopping {count} workers", count=len(workers), keepalive_event="workers_stop")
+    for worker in workers:
+        worker.stop()
+    every_one = defer.DeferredList([w.ended for w in workers])
+    if await fired_within(clock, bound, every_one):
+        return
+    left = [w for w in workers if not w.ended.called]
+    _log.warn(
+        "killing {count} workers still running {seconds} s after SIGTERM",
+        count=len(left),
+        seconds=bound,
+        keepalive_event="workers_kill",
+    )
+    for worker in left:
+        worker.signal("KILL")
+    await defer.DeferredList([w.ended for w in left])
