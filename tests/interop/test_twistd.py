@@ -75,6 +75,8 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         "[default: on]",
         "--cors-origin=",
         "[default: same origin only]",
+        "--access-log= 'on' to log every plain HTTP request",
+        "[default: off]",
     ]:
         assert expected in help_text
 
@@ -141,6 +143,7 @@ BAD_OPTIONS = [
     (["--drain-spread", "soon"], "--drain-spread must be a number of seconds, 0 or more"),
     (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
     (["--demo", "maybe"], "--demo must be on or off"),
+    (["--access-log", "yes"], "--access-log must be on or off, not 'yes'"),
     (["--cors-origin", "ftp://files.example.com"], "--cors-origin must be * or an origin"),
     (["--cors-origin", "https://app.example.com/js"], "--cors-origin must be * or an origin"),
     (["--framing", "wsproto"], "--framing must be one of autobahn, twisted, not 'wsproto'"),

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from tests.unit.wire import CLOSE, frame, parse_frames
 
-from .conftest import StartServer, free_port
+from .conftest import Server, StartServer, free_port
 
 
 def fetch(
@@ -65,26 +65,51 @@ def test_healthz_and_readyz_answer_200_on_every_port(
         assert body == (text if method == "GET" else b"")
 
 
-def test_probes_and_page_fetches_log_no_warning(twistd: StartServer, framing: str) -> None:
-    server = twistd()
+def _fetch_every_page(server: Server, metrics_port: int) -> None:
     assert server.port is not None
     for path in ("/", "/keepalive.js", "/healthz", "/readyz", "/no/such/page") * 3:
         fetch(server.port, path)
     fetch(server.port, "/keepalive.js", "HEAD")
+    for path in ("/healthz", "/readyz", "/metrics"):
+        fetch(metrics_port, path)
     with connect(server.url) as client:
         client.send("still a WebSocket server")
         assert client.recv(timeout=5) == "still a WebSocket server"
+
+
+def test_probes_and_page_fetches_are_not_logged(twistd: StartServer, framing: str) -> None:
+    # twistd's own log prints every level, debug included: a probe every
+    # 2 s logged at any level would be a line every 2 s.
+    metrics_port, options = metrics_port_and_options()
+    server = twistd(*options)
+    _fetch_every_page(server, metrics_port)
     server.stop()
     loud = [e for e in server.log() if e.get("log_level") in (LogLevel.warn, LogLevel.error)]
     assert loud == [], loud
-    # Each request is in the access log, at debug level, with its fields.
+    assert server.log(keepalive_event="http") == []
+    printed = server.output()
+    assert "/healthz" not in printed and "/readyz" not in printed, printed
+    assert "dropping connection" not in printed
+
+
+def test_access_log_on_logs_each_request_with_its_fields(
+    twistd: StartServer, framing: str
+) -> None:
+    metrics_port, options = metrics_port_and_options()
+    server = twistd("--access-log", "on", *options)
+    _fetch_every_page(server, metrics_port)
+    server.stop()
+    loud = [e for e in server.log() if e.get("log_level") in (LogLevel.warn, LogLevel.error)]
+    assert loud == [], loud
     accessed = server.log(keepalive_event="http")
     assert {(e["method"], e["path"], e["code"]) for e in accessed} >= {
         ("GET", "/healthz", 200),
         ("GET", "/no/such/page", 404),
         ("HEAD", "/keepalive.js", 200),
+        ("GET", "/metrics", 200),
     }
-    assert {e["log_level"] for e in accessed} == {LogLevel.debug}
+    assert {e["log_level"] for e in accessed} == {LogLevel.info}
+    assert all(e["peer"].startswith("IPv4Address") for e in accessed)
 
 
 # -- pages through twisted.web -------------------------------------------------

@@ -69,6 +69,15 @@ OPTION_PARAMETERS: list[list[Any]] = [
         "(/keepalive.js, /healthz and /readyz are always served).",
     ],
     [
+        "access-log",
+        None,
+        "off",
+        "'on' to log every plain HTTP request (pages, /healthz, /readyz, /metrics) "
+        "with its method, path, status and peer; 'off' logs none of them, so that a "
+        "probe every few seconds adds nothing to the log (twistd's log prints every "
+        "level).",
+    ],
+    [
         "browser-heartbeat",
         None,
         None,

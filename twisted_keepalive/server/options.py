@@ -143,6 +143,7 @@ class Options(usage.Options):
             demo=parsing.on_off("demo", self["demo"]),
             cors_origins=parsing.checked(cors_origins, self["cors-origin"]),
             worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
+            access_log=parsing.on_off("access-log", self["access-log"]),
         )
 
     def worker_arguments(self) -> list[str]:

@@ -98,7 +98,9 @@ class WorkersService(MultiService):
         self._metrics_listener = (
             None
             if settings.metrics is None
-            else merged_metrics_listener(settings.metrics, self.seats, reactor, self.ready)
+            else merged_metrics_listener(
+                settings.metrics, self.seats, reactor, self.ready, access_log=settings.access_log
+            )
         )
 
     def seats(self) -> list[Seat]:
