@@ -48,21 +48,22 @@ def metrics_port_and_options() -> tuple[int, list[str]]:
 # -- probes --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["listen", "metrics"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_healthz_and_readyz_answer_200_on_every_port(
-    twistd: StartServer, where: str, method: str
+    twistd: StartServer, framing: str, method: str
 ) -> None:
     metrics_port, options = metrics_port_and_options()
-    server = twistd(*options)
-    port = server.port if where == "listen" else metrics_port
-    assert port is not None
-    for path, text in (("/healthz", b"ok\n"), ("/readyz", b"ready\n")):
-        status, headers, body = fetch(port, path, method)
-        assert status == 200
-        assert headers["cache-control"] == "no-store"
-        assert headers["content-length"] == str(len(text))
-        assert body == (text if method == "GET" else b"")
+    second = free_port()
+    server = twistd("--listen", f"tcp:{second}:interface=127.0.0.1", *options)
+    assert server.port is not None
+    for port in (server.port, second, metrics_port):
+        for path, text in (("/healthz", b"ok\n"), ("/readyz", b"ready\n")):
+            status, headers, body = fetch(port, path, method)
+            assert status == 200, (port, path)
+            assert headers["cache-control"] == "no-store"
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert headers["content-length"] == str(len(text))
+            assert body == (text if method == "GET" else b"")
 
 
 def _fetch_every_page(server: Server, metrics_port: int) -> None:
@@ -241,15 +242,21 @@ def test_readyz_turns_503_at_once_and_new_connections_are_served_during_the_grac
     twistd: StartServer, framing: str, signal_number: int
 ) -> None:
     metrics_port, options = metrics_port_and_options()
-    server = twistd("--drain-grace", "3", "--drain-spread", "0", *options)
+    second = free_port()
+    server = twistd(
+        "--drain-grace", "3", "--drain-spread", "0",
+        "--listen", f"tcp:{second}:interface=127.0.0.1", *options,
+    )  # fmt: skip
     assert server.port is not None
     early = RawClient(server.port)
     sent = time.monotonic()
     server.process.send_signal(signal_number)
     wait_for_readyz(server.port, 503)
-    assert fetch(metrics_port, "/readyz")[:1] == (503,)
-    assert fetch(server.port, "/readyz")[2] == b"draining\n"
-    assert fetch(server.port, "/healthz")[0] == 200
+    for port in (server.port, second, metrics_port):
+        for method in ("GET", "HEAD"):
+            status, _, body = fetch(port, "/readyz", method)
+            assert (status, body) == (503, b"draining\n" if method == "GET" else b""), port
+            assert fetch(port, "/healthz", method)[0] == 200
     # During the grace the server still takes new connections and serves them.
     with connect(server.url, open_timeout=5) as newcomer:
         newcomer.send("served during the grace")
