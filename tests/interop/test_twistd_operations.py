@@ -116,33 +116,50 @@ def test_access_log_on_logs_each_request_with_its_fields(
 # -- pages through twisted.web -------------------------------------------------
 
 
-def test_the_module_revalidates_with_its_etag_and_last_modified(twistd: StartServer) -> None:
+#: The pages, and the Content-Type each is served with.
+PAGES = {
+    "/": ("text/html; charset=utf-8", b"<!doctype html"),
+    "/keepalive.js": ("text/javascript; charset=utf-8", b"export"),
+}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_a_page_revalidates_with_its_etag_and_last_modified(
+    twistd: StartServer, framing: str, path: str
+) -> None:
     server = twistd()
     assert server.port is not None
-    status, headers, body = fetch(server.port, "/keepalive.js")
-    assert status == 200 and b"export" in body
+    content_type, start = PAGES[path]
+    status, headers, body = fetch(server.port, path)
+    assert status == 200 and start in body.lower()
+    assert headers["content-type"] == content_type
+    assert headers["x-content-type-options"] == "nosniff"
     etag, modified = headers["etag"], headers["last-modified"]
     assert headers["cache-control"] == "no-cache"
-    assert fetch(server.port, "/keepalive.js", **{"If-None-Match": etag})[0] == 304
-    assert fetch(server.port, "/keepalive.js", **{"If-Modified-Since": modified})[0] == 304
+    assert fetch(server.port, path, **{"If-None-Match": etag})[:3:2] == (304, b"")
+    assert fetch(server.port, path, **{"If-Modified-Since": modified})[:3:2] == (304, b"")
     # Another version's tag wins over a date that would match.
     status, _, again = fetch(
         server.port,
-        "/keepalive.js",
+        path,
         **{"If-None-Match": '"another-version"', "If-Modified-Since": modified},
     )
     assert (status, again) == (200, body)
 
 
-def test_head_answers_with_the_headers_of_a_get(twistd: StartServer) -> None:
+@pytest.mark.parametrize("path", PAGES)
+def test_head_answers_with_the_headers_of_a_get(
+    twistd: StartServer, framing: str, path: str
+) -> None:
     server = twistd()
     assert server.port is not None
-    _, got, body = fetch(server.port, "/keepalive.js")
-    status, head, nothing = fetch(server.port, "/keepalive.js", "HEAD")
+    _, got, body = fetch(server.port, path)
+    status, head, nothing = fetch(server.port, path, "HEAD")
     assert (status, nothing) == (200, b"")
     assert head["content-length"] == str(len(body))
-    assert head["content-type"] == got["content-type"] == "text/javascript; charset=utf-8"
+    assert head["content-type"] == got["content-type"] == PAGES[path][0]
     assert head["etag"] == got["etag"]
+    assert head["last-modified"] == got["last-modified"]
 
 
 def test_cors_origin_lets_that_origin_import_the_module(twistd: StartServer) -> None:
