@@ -117,6 +117,17 @@ def test_probes_and_retire_are_lines_on_stdin() -> None:
     assert worker.phase is Phase.RETIRING
 
 
+def test_stop_and_hurry_are_lines_on_stdin_not_signals() -> None:
+    # A stop signal often reaches the workers directly too (Ctrl-C, systemd):
+    # the parent's SIGTERM on top would be a worker's second signal.
+    worker, pipe = _worker(Clock())
+    worker.stop()
+    worker.hurry()
+    assert pipe.written == [b"stop\n", b"hurry\n"]
+    assert pipe.signals == []
+    assert worker.phase is Phase.STOPPING
+
+
 def _liveness(clock: Clock, workers: list[Any], timeout: float = 3.0) -> list[tuple[Any, float]]:
     hung: list[tuple[Any, float]] = []
     liveness = Liveness(

@@ -197,13 +197,13 @@ class WorkersService(MultiService):
         return self.settings.drain_spread + self.settings.close_timeout + _EXIT_GRACE
 
     def stop_bound(self) -> float:
-        """Seconds a worker sent SIGTERM gets before it is killed: its whole drain."""
+        """Seconds a worker told to stop gets before it is killed: its whole drain."""
         return self.settings.drain_grace + self.retire_bound()
 
     def hurry(self) -> None:
         """A second stop signal: every worker still draining skips its grace and spread."""
         for worker in list(self._running):
-            worker.signal("TERM")
+            worker.hurry()
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
