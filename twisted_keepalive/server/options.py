@@ -57,6 +57,10 @@ class Options(usage.Options):
 
     settings: Settings
 
+    #: Set by a worker of ``--workers`` before parsing: its ``--listen``
+    #: ports are its parent's, reserved with ``SO_REUSEPORT``, not in use.
+    shares_ports = False
+
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["listen"] = []
@@ -122,7 +126,9 @@ class Options(usage.Options):
         chosen = framing.chosen(self["framing"])
         framing.refuse_autobahn_only(chosen, self)
         self.settings = Settings(
-            listen=tuple(parsing.listen_description(d, backlog) for d in listen),
+            listen=tuple(
+                parsing.listen_description(d, backlog, shared=self.shares_ports) for d in listen
+            ),
             framing=chosen,
             protocol=framing.served_protocol(chosen, self["protocol"]),
             keepalive=MappingProxyType(keepalive),

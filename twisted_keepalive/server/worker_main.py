@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # install the default one.
             installReactor(command.reactor)
         options = Options()
+        options.shares_ports = True
         options.parseOptions(list(command.options))
     except (usage.UsageError, ValueError, NoSuchReactor) as e:
         print(f"twisted_keepalive.server.worker_main: {e}", file=sys.stderr)
