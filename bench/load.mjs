@@ -7,7 +7,11 @@
 // Options (all optional but --url):
 //   --local-address IP  connect from this source address (127.0.0.2, ...):
 //                       each source address has its own ephemeral port range,
-//                       so several processes can hold ~20,000 connections each
+//                       so several processes can hold ~20,000 connections each;
+//                       or several, comma-separated, taken in turn: bind() to
+//                       an address slows down sharply as its ports fill, and a
+//                       storm of 10,000 connects from one address spends
+//                       seconds in it before the last request is sent
 //   --concurrency N     handshakes in flight while connecting (default 256)
 //   --bin-ms MS         also count Pings per MS-millisecond bin since the first
 //                       connect ("bins"; for herd.py)
@@ -18,6 +22,11 @@
 //                       a second (code 1000) and open as many new ones
 //   --insecure 1        accept any server certificate (wss:// to a self-signed
 //                       one made for the run)
+//   --start-at MS       wait until this wall-clock time (ms since the epoch)
+//                       before the first connect, so that several processes
+//                       start a storm in the same instant (storm.py)
+//   --open-ms 1         also histogram, in 10 ms steps, each connection's time
+//                       from connect to open ("opening"; storm.py)
 //
 // It counts the Pings the clients receive.  Commands arrive as lines on stdin:
 //   counts  print the counts as one JSON line
@@ -38,6 +47,8 @@ function parseArgs(argv) {
     gaps: 0,
     churn: 0,
     insecure: 0,
+    'start-at': 0,
+    'open-ms': 0,
   };
   const strings = new Set(['url', 'local-address']);
   for (let i = 0; i < argv.length; i += 2) {
@@ -49,6 +60,7 @@ function parseArgs(argv) {
 }
 
 const args = parseArgs(process.argv.slice(2));
+const localAddresses = args['local-address'].split(',').filter(Boolean);
 const sockets = [];
 const counts = {
   connections: args.connections,
@@ -67,13 +79,16 @@ const counts = {
 const bins = [];
 const first = {};
 const gaps = {};
+const opening = {};
 let t0 = null;
+let lastOpen = null; // seconds (performance.now): the latest open
 let exiting = false;
 
 function emit(type) {
   const line = { type, t: performance.now() / 1000, ...counts };
   if (args['bin-ms']) Object.assign(line, { t0, epochMs: performance.timeOrigin + t0 * 1000, bins });
   if (args.gaps) Object.assign(line, { first, gaps });
+  if (args['open-ms']) Object.assign(line, { opening, t0, lastOpen });
   process.stdout.write(JSON.stringify(line) + '\n');
 }
 
@@ -82,13 +97,18 @@ function countIn(histogram, seconds) {
   histogram[step] = (histogram[step] || 0) + 1;
 }
 
+connect.count = 0;
+
 function connect() {
   return new Promise((resolve) => {
     // No permessage-deflate: control frames are never compressed, and the
     // zlib contexts it would add per connection would swamp the memory figures.
     const options = { perMessageDeflate: false };
-    if (args['local-address']) options.localAddress = args['local-address'];
+    if (localAddresses.length) {
+      options.localAddress = localAddresses[connect.count++ % localAddresses.length];
+    }
     if (args.insecure) options.rejectUnauthorized = false;
+    const started = performance.now() / 1000;
     const ws = new WebSocket(args.url, options);
     let pinged = false;
     let opened = false;
@@ -96,6 +116,8 @@ function connect() {
     ws.on('open', () => {
       opened = true;
       last = performance.now() / 1000;
+      lastOpen = last;
+      if (args['open-ms']) countIn(opening, last - started);
       counts.opened += 1;
       counts.open += 1;
       sockets.push(ws);
@@ -190,4 +212,5 @@ createInterface({ input: process.stdin })
 process.on('SIGTERM', exit);
 process.on('SIGINT', exit);
 
-openAll();
+// A storm's processes all begin at the same wall-clock instant.
+setTimeout(openAll, Math.max(0, args['start-at'] - Date.now()));

@@ -39,6 +39,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from _metrics import (
@@ -149,6 +150,7 @@ class Server:
         timeout: float,
         gc: str,
         tag: str | None = None,
+        extra: Sequence[str] = (),
     ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
@@ -187,6 +189,7 @@ class Server:
             command += ["--workers", str(args.workers)]
         if args.protocol:
             command += ["--protocol", args.protocol]
+        command += extra
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 command,

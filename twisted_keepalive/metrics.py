@@ -75,6 +75,9 @@ class KeepaliveCollector:
     A Prometheus collector over one or more :class:`KeepaliveStats` (summed:
     a server with several factories reports once) and, optionally, a
     :class:`ReactorLag`.
+
+    :param stats: one :class:`KeepaliveStats`, or several to report summed.
+    :param lag: the reactor-lag probe to report too; default ``None``, none.
     """
 
     def __init__(
@@ -191,6 +194,8 @@ def metrics_resource(registry: Any = REGISTRY) -> object:
     A ``twisted.web`` resource that serves ``registry`` (or
     :class:`Registries`) in the Prometheus text format; put it at
     ``/metrics``.
+
+    :param registry: what to serve; default prometheus_client's ``REGISTRY``.
     """
     from prometheus_client.twisted import MetricsResource
 
@@ -214,7 +219,8 @@ class MetricsService(MultiService):
         ``REGISTRY`` (process and platform metrics, and the application's
         own); default ``True``.
     :param children: more resources to serve beside ``/metrics``, by path
-        segment (``twistd wskeepalive`` adds ``/healthz`` and ``/readyz``).
+        segment (``twistd wskeepalive`` adds ``/healthz`` and ``/readyz``);
+        default ``None``, none.
     :param access_log: log every request (scrapes, probes) at info level;
         default ``False``.
     :ivar lag: the :class:`ReactorLag` probe, running while the service runs.

@@ -121,7 +121,8 @@ class ReconnectingClient(Service):
     :param max_delay: seconds; the backoff cap.  Default 30.0.
     :param factor: the backoff's growth per attempt.  Default 2.0.
     :param clock: schedules retries and the stop timeout; default the reactor.
-    :param random: returns a float in ``[0, 1)`` for the jitter.
+    :param random: returns a float in ``[0, 1)`` for the jitter; default
+        ``random.random``.
     :ivar backoff: the :class:`FullJitterBackoff` built from those settings.
     :raises TypeError: the factory's protocol does not carry the mixin, or a
         backoff setting is not a number.

@@ -8,6 +8,7 @@ these machines are shared and the figures of a smoke run mean nothing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -127,3 +128,21 @@ def test_fleet_scale_smoke_holds_connections_through_haproxy(tmp_path: Path) -> 
     assert data["opened"] == 300
     assert sum(data["per_backend"]) == 300  # type: ignore[arg-type]
     assert data["timeouts"] == 0
+
+
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="storm.py runs each storm in a network namespace of its own: needs root and ip(8)",
+)
+def test_storm_smoke_serves_every_client_of_a_storm_and_stops_them_with_1001(
+    tmp_path: Path,
+) -> None:
+    data = run_bench("storm.py", "--smoke", out=tmp_path / "s.json", timeout=120)
+    runs = data["runs"]
+    assert len(runs) == 2, runs  # the kernel's default queues, then deep ones
+    for run in runs:  # type: ignore[union-attr]
+        assert run["opened"] == run["config"]["clients"] == 300, run
+        assert run["failed"] == 0 and run["exit"] == 0, run
+        # The SIGTERM met every connection open and closed each with 1001.
+        assert run["close_codes_at_stop"] == {"1001": 300}, run

@@ -79,9 +79,7 @@ def attack(
 def assert_closed_normally(result: Attack) -> None:
     """The hostile peer's own Close 1000 ended its connection."""
     close = result.server_close
-    # Twisted's framing tells the application no close code: a clean TCP
-    # close after the peer's Close is what it can see.
-    assert close["code"] == 1000 if close["code"] is not None else close["wasClean"], close
+    assert close["code"] == 1000, close
 
 
 def assert_watcher_on_schedule(result: Attack) -> None:

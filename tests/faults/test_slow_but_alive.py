@@ -77,9 +77,11 @@ def _responsive_clients(procs: Procs, port: int, duration: float) -> Proc:
     )  # fmt: skip
 
 
-def test_stalls_shorter_than_ping_timeout_at_every_phase_fail_nobody(procs: Procs) -> None:
+def test_stalls_shorter_than_ping_timeout_at_every_phase_fail_nobody(
+    procs: Procs, framing: str
+) -> None:
     needs_node()
-    server = procs.server(*server_options(INTERVAL, TIMEOUT, 1.0))
+    server = procs.server(*server_options(INTERVAL, TIMEOUT, 1.0), framing=framing)
     port = server.wait_for("listening")["port"]
     stall = 0.8 * TIMEOUT
     clients = _responsive_clients(procs, port, 6.0)
@@ -101,7 +103,7 @@ def test_stalls_shorter_than_ping_timeout_at_every_phase_fail_nobody(procs: Proc
     stats = server.stats()
     latencies = [e["latency"] for e in server.of("close")]
     record(
-        "short stalls",
+        f"short stalls ({framing})",
         stall=stall,
         ping_timeout=TIMEOUT,
         stalls=blocked,
@@ -117,10 +119,10 @@ def test_stalls_shorter_than_ping_timeout_at_every_phase_fail_nobody(procs: Proc
 
 
 def test_one_long_stall_spares_every_responsive_peer_and_blames_itself_for_a_silent_one(
-    procs: Procs,
+    procs: Procs, framing: str
 ) -> None:
     needs_node()
-    server = procs.server(*server_options(INTERVAL, TIMEOUT, 1.0))
+    server = procs.server(*server_options(INTERVAL, TIMEOUT, 1.0), framing=framing)
     port = server.wait_for("listening")["port"]
     stall = 3 * TIMEOUT
     clients = _responsive_clients(procs, port, 4.0)
@@ -138,7 +140,7 @@ def test_one_long_stall_spares_every_responsive_peer_and_blames_itself_for_a_sil
     done = clients.wait_for("summary", timeout=15)
     stats = server.stats()
     record(
-        "long stall",
+        f"long stall ({framing})",
         stall=stall,
         ping_timeout=TIMEOUT,
         connections=CONNECTIONS,

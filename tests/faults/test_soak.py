@@ -63,10 +63,13 @@ def wave(procs: Procs, server: Proc, url: str, connections: int, duration: float
     return done
 
 
-def soak_subprocess(procs: Procs, connections: int, duration: float) -> None:
+def soak_subprocess(
+    procs: Procs, connections: int, duration: float, framing: str = "autobahn"
+) -> None:
     needs_node()
     server = procs.server(
         *server_options(INTERVAL, TIMEOUT, CLOSE_TIMEOUT, "--app-ping-every", "0.5", "--quiet"),
+        framing=framing,
     )
     port = server.wait_for("listening")["port"]
     url = f"ws://127.0.0.1:{port}/"
@@ -86,7 +89,7 @@ def soak_subprocess(procs: Procs, connections: int, duration: float) -> None:
     # Keepalive Pings every INTERVAL plus ping() every 0.5 s, per connection.
     expected_pings = connections * duration * (1 / INTERVAL + 1 / 0.5)
     record(
-        "soak (subprocess server)",
+        f"soak (subprocess server, {framing})",
         connections=connections,
         duration=duration,
         interval=INTERVAL,
@@ -120,8 +123,8 @@ def soak_subprocess(procs: Procs, connections: int, duration: float) -> None:
     assert again["rss_kib"] <= after["rss_kib"] * 1.01
 
 
-def test_soak_200_connections_for_10_seconds(procs: Procs) -> None:
-    soak_subprocess(procs, connections=200, duration=10.0)
+def test_soak_200_connections_for_10_seconds(procs: Procs, framing: str) -> None:
+    soak_subprocess(procs, connections=200, duration=10.0, framing=framing)
 
 
 @slow

@@ -80,7 +80,7 @@ def _get(port: int, path: str) -> tuple[http.client.HTTPResponse, bytes]:
     ],
 )
 def test_plain_get_serves_the_demo_page_and_the_module(
-    twistd: StartServer, path: str, name: str, content_type: str
+    twistd: StartServer, framing: str, path: str, name: str, content_type: str
 ) -> None:
     server = twistd()
     assert server.port is not None
@@ -93,7 +93,9 @@ def test_plain_get_serves_the_demo_page_and_the_module(
 
 
 @pytest.mark.parametrize("path", ["/index.html", "/static/keepalive.js", "/favicon.ico"])
-def test_plain_get_of_any_other_path_is_404(twistd: StartServer, path: str) -> None:
+def test_plain_get_of_any_other_path_is_404(
+    twistd: StartServer, framing: str, path: str
+) -> None:
     server = twistd()
     assert server.port is not None
     response, body = _get(server.port, path)
@@ -113,7 +115,9 @@ def test_twistd_answers_browser_heartbeats_by_default(twistd: StartServer, frami
         assert client.recv(timeout=5) == "hello"
 
 
-def test_browser_heartbeat_off_passes_them_to_the_protocol(twistd: StartServer) -> None:
+def test_browser_heartbeat_off_passes_them_to_the_protocol(
+    twistd: StartServer, framing: str
+) -> None:
     server = twistd("--browser-heartbeat", "off")
     with connect(server.url) as client:
         client.send("\x00wsk1 ping abc-1")
@@ -218,7 +222,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_demo_page_notices_a_frozen_server_at_once_and_reconnects_when_it_thaws(
-    twistd: StartServer, browser: Any, tmp_path: Path
+    twistd: StartServer, framing: str, browser: Any, tmp_path: Path
 ) -> None:
     server = twistd()
     query = urlencode(

@@ -69,6 +69,10 @@ class PingBehindEchoTests(RealPeerCase):
         return self.assert_pong_arrives_at_once()
 
 
+class PingBehindEchoOnTwistedFramingTests(PingBehindEchoTests):
+    framing = "twisted"
+
+
 def test_twistd_answers_a_peer_ping_at_once_behind_a_large_echo(twistd: StartServer) -> None:
     server = twistd("--ping-interval", "off")
     assert server.port is not None

@@ -1,6 +1,8 @@
 """
 Prometheus metrics over real HTTP while real clients come and go: the counters
-move exactly as the scenario says, read back with prometheus_client's parser.
+move exactly as the scenario says, read back with prometheus_client's parser
+-- the same series on Autobahn's framing and on Twisted's own
+(``MetricsOverHttpOnTwistedFramingTests``).
 """
 
 from __future__ import annotations
@@ -34,21 +36,47 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+SETTINGS: dict[str, Any] = {
+    "ping_interval": 0.2,
+    "ping_timeout": 0.4,
+    "close_timeout": 0.5,
+    "first_ping_spread": 0.0,
+}
+
+
 class Echo(KeepaliveMixin, WebSocketServerProtocol):
-    ping_interval = 0.2
-    ping_timeout = 0.4
-    close_timeout = 0.5
-    first_ping_spread = 0.0
+    ping_interval = SETTINGS["ping_interval"]
+    ping_timeout = SETTINGS["ping_timeout"]
+    close_timeout = SETTINGS["close_timeout"]
+    first_ping_spread = SETTINGS["first_ping_spread"]
+
+
+def echo_site(framing: str) -> tuple[Any, Any]:
+    """An echo server's listening factory on ``framing``, and the factory to count."""
+    if framing == "autobahn":
+        factory = WebSocketServerFactory("ws://127.0.0.1")
+        factory.protocol = Echo
+        return factory, factory
+    from twisted.web.server import Site
+    from twisted.web.websocket import WebSocketResource
+
+    from twisted_keepalive.server.echo_web import EchoProtocol
+    from twisted_keepalive.web import with_keepalive
+
+    keepalive = with_keepalive(EchoProtocol, **SETTINGS)
+    resource = WebSocketResource(keepalive)
+    resource.isLeaf = True
+    return Site(resource, timeout=None), keepalive
 
 
 class MetricsOverHttpTests(unittest.TestCase):
     timeout = 30
+    framing = "autobahn"
 
     def setUp(self) -> None:
-        factory = WebSocketServerFactory("ws://127.0.0.1")
-        factory.protocol = Echo
-        self.stats = collect_stats(factory)
-        port = reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+        listening, counted = echo_site(self.framing)
+        self.stats = collect_stats(counted)
+        port = reactor.listenTCP(0, listening, interface="127.0.0.1")  # type: ignore[attr-defined]
         self.addCleanup(port.stopListening)
         self.ws_port = port.getHost().port
         metrics_port = free_port()
@@ -107,3 +135,7 @@ class MetricsOverHttpTests(unittest.TestCase):
         # The live peers' Pings, and the silent peer's one.
         self.assertEqual(after[("twisted_keepalive_pings_sent_total", ())], pings_seen_by_peers + 1)
         self.assertIn(("twisted_keepalive_reactor_lag_seconds", ()), after)
+
+
+class MetricsOverHttpOnTwistedFramingTests(MetricsOverHttpTests):
+    framing = "twisted"

@@ -105,7 +105,7 @@ def nginx(tmp_path: Path) -> Iterator[StartProxy]:
 
 
 def test_keepalive_holds_an_idle_client_through_nginx(
-    twistd: StartServer, nginx: StartProxy, peers: StartPeer, peer_kind: str
+    twistd: StartServer, framing: str, nginx: StartProxy, peers: StartPeer, peer_kind: str
 ) -> None:
     server = twistd("--ping-interval", "0.3", "--ping-timeout", "1")
     assert server.port is not None

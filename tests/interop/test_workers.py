@@ -44,7 +44,7 @@ def test_connections_are_spread_over_every_worker(
 
 
 def test_sigterm_closes_every_connection_with_1001_and_exits_0(
-    twistd: StartServer, clients: OpenClients
+    twistd: StartServer, framing: str, clients: OpenClients
 ) -> None:
     server = twistd("--workers", "2")
     worker_pids(server, 2)
@@ -87,7 +87,7 @@ def test_a_killed_worker_is_replaced_and_new_connections_succeed(
 
 
 def test_metrics_of_every_worker_from_one_endpoint(
-    twistd: StartServer, clients: OpenClients
+    twistd: StartServer, framing: str, clients: OpenClients
 ) -> None:
     metrics_port = free_port()
     server = twistd("--workers", "2", "--metrics", f"tcp:{metrics_port}:interface=127.0.0.1")

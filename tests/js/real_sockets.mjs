@@ -12,7 +12,9 @@
 // Chromium (playwright-core), in a page of the server's own origin.
 //
 // Every WebSocket the module creates is counted: "live" is how many are
-// CONNECTING or OPEN at once, sampled every 5 ms and on every event.
+// CONNECTING or OPEN at once, sampled every 5 ms and on every event; the
+// "exit" event also lists, per socket, the event types the module still
+// listens for on it ("listening").
 // Events:
 //   {"event":"open"|"latency"|"close"|"error"|"message", "n":<1 for the first
 //    of its kind, 2 ...>, "live":n, "sockets":<created so far>, ...fields}
@@ -42,10 +44,26 @@ function emit(obj) {
 // a counting subclass of the implementation, the socket, its events.
 function harness(KeepaliveSocket, Base, url, options, report) {
   const sockets = [];
+  // The listeners added to each socket and not removed since: whatever the
+  // implementation does with addEventListener's options, what the module
+  // leaves attached to a socket it has let go of is counted here.
+  const attached = new Map();
+  const listening = (ws) => {
+    if (!attached.has(ws)) attached.set(ws, new Map());
+    return attached.get(ws);
+  };
   class Counted extends Base {
     constructor(...args) {
       super(...args);
       sockets.push(this);
+    }
+    addEventListener(type, listener, options) {
+      super.addEventListener(type, listener, options);
+      listening(this).set(listener, type);
+    }
+    removeEventListener(type, listener, options) {
+      super.removeEventListener(type, listener, options);
+      if (listening(this).get(listener) === type) listening(this).delete(listener);
     }
   }
   const live = () => sockets.filter((ws) => ws.readyState === 0 || ws.readyState === 1).length;
@@ -99,7 +117,14 @@ function harness(KeepaliveSocket, Base, url, options, report) {
         }
       }
     },
-    counts: () => ({ live: live(), max, sockets: sockets.length, states: sockets.map((ws) => ws.readyState) }),
+    counts: () => ({
+      live: live(),
+      max,
+      sockets: sockets.length,
+      states: sockets.map((ws) => ws.readyState),
+      // The event types still listened for on each socket, in creation order.
+      listening: sockets.map((ws) => [...listening(ws).values()].sort()),
+    }),
   };
 }
 

@@ -21,7 +21,8 @@ import pytest
 import twisted_keepalive
 from tests.realpeers import NODE, PEERS
 
-REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
 STATIC = REPO / "twisted_keepalive" / "static"
 TSC = PEERS / "node_modules" / ".bin" / "tsc"
 NPM = shutil.which("npm")
@@ -60,6 +61,15 @@ def test_the_declarations_are_the_ones_tsc_generates_from_the_module(tmp_path: P
     generated = (tmp_path / "keepalive.d.ts").read_text()
     assert (STATIC / "keepalive.d.ts").read_text() == generated, "run: bash .ci/types --write"
     assert "get latency(): number | null;" in generated
+
+
+def test_every_public_declaration_is_documented_once() -> None:
+    # The declarations are the module's API reference in an editor: every
+    # export and every public member of its classes says what it is, in one
+    # JSDoc block (an editor shows only the last of several).
+    result = run(NODE or "node", HERE / "undocumented.cjs", PEERS / "node_modules" / "typescript",
+                 STATIC / "keepalive.d.ts")  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "")
 
 
 def test_the_package_version_is_the_python_version() -> None:

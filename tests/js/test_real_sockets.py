@@ -8,7 +8,8 @@ crash a process nobody listens to them in) and headless Chromium.
 Whatever the implementation, the module holds at most one socket that is
 connecting or open at any time, comes back after each freeze, and after
 ``close()`` leaves nothing behind: the Node process exits by itself, the
-page's sockets all reach CLOSED.
+page's sockets all reach CLOSED, and no socket keeps a listener of the
+module's but its error sink.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.interop.conftest import Peer, StartServer, free_port, subprocess_env
+from tests.interop.conftest import Event, Peer, StartServer, free_port, subprocess_env
 from tests.realpeers import NODE, PEERS
 
 HERE = Path(__file__).parent
@@ -93,6 +94,15 @@ def command(peer: Peer, line: str) -> None:
     peer.process.stdin.flush()
 
 
+def assert_nothing_left_attached(exited: Event) -> None:
+    # Every socket the module created, abandoned ones included, keeps only
+    # the module's error sink (which holds no reference to it): the module
+    # removes its listeners itself rather than trusting an AbortSignal that
+    # `ws` (and older browsers) ignore.
+    assert exited["sockets"], exited
+    assert exited["listening"] == [["error"]] * exited["sockets"], exited
+
+
 def freeze(pid: int, seconds: float) -> None:
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -121,6 +131,7 @@ def test_one_socket_at_a_time_across_freezes_and_nothing_left_after_close(
     command(peer, "close")
     exited = peer.wait_for("exit", timeout=EXIT_WITHIN)
     assert exited["live"] == 0, exited
+    assert_nothing_left_attached(exited)
     if kind == "chromium":
         assert exited["allClosed"], exited
     else:
@@ -156,4 +167,35 @@ def test_refused_url_reports_error_then_close_and_the_provider_gives_the_next(
     command(peer, "close")
     exited = peer.wait_for("exit", timeout=EXIT_WITHIN)
     assert exited["live"] == 0
+    assert_nothing_left_attached(exited)
     assert max(e["max"] for e in peer.of("live")) == 1
+
+
+@pytest.mark.parametrize("kind", ["ws", "undici", "chromium"])
+def test_send_while_not_open_throws_and_nothing_is_sent_later(
+    twistd: StartServer, driver: Callable[..., Peer], kind: str
+) -> None:
+    # The decision documented in docs/browser.md: no queue across a
+    # reconnection. What send() refused is not delivered on the next connection.
+    server = twistd()
+    peer = driver(kind, server.url)
+    peer.wait_for("open")
+    command(peer, "send before")
+    assert peer.wait_for("message")["data"] == "before"
+
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        peer.wait_for("close", reason="keepalive ping timeout")
+        command(peer, "send during")
+        refused = peer.wait_for("send-error")
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
+    assert refused["name"] == "InvalidStateError", refused
+    assert "not queued" in refused["message"], refused
+
+    peer.wait_for("open", n=2)
+    command(peer, "send after")
+    assert peer.wait_for("message", n=2)["data"] == "after"
+    assert [e["data"] for e in peer.of("message")] == ["before", "after"]
+    command(peer, "close")
+    assert peer.wait_for("exit", timeout=EXIT_WITHIN)["live"] == 0

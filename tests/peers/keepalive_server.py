@@ -21,9 +21,10 @@ our kernel send buffer and then Twisted's.  Other paths get an echo server.
 count how its Deferreds settle.  ``--quiet`` leaves out per-connection
 ``open`` events (``close`` and ``timeout`` are always printed).
 ``--framing twisted`` serves the same on Twisted's own WebSocket API
-(``with_keepalive`` in a ``twisted.web`` Site); its ``close`` events say
-``code: null`` (Twisted tells the application no close code) and
-``wasClean`` is whether the TCP connection closed cleanly.
+(``with_keepalive`` in a ``twisted.web`` Site); its ``close`` events carry
+the code of the peer's Close as the keepalive transport read it
+(``peer_close_code``: Twisted tells the application none), ``null`` if none
+came, and ``wasClean`` is whether the TCP connection closed cleanly.
 
 Events (``t`` is ``time.monotonic()``; ``conn`` numbers connections from 1)::
 
@@ -269,7 +270,7 @@ class WebServerProtocol:
         emit(
             "close",
             conn=self.conn,
-            code=None,
+            code=self.transport.peer_close_code if self.transport is not None else None,
             reason="keepalive ping timeout" if timeout is not None else str(reason.value),
             wasClean=reason.check(ConnectionDone) is not None,
             latency=self.transport.latency if self.transport is not None else 0.0,

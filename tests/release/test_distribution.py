@@ -104,6 +104,21 @@ def test_wheel_carries_every_static_asset_and_the_plugin(built: Built) -> None:
     assert "twisted/plugins/__init__.py" not in names, "it would replace Twisted's own"
 
 
+def test_wheel_carries_every_tracked_file_of_the_packages(built: Built) -> None:
+    # `packages` is a list, so that no data folder is dropped: a package
+    # folder added later and not listed there would be missing instead.
+    tracked = subprocess.run(
+        ["git", "ls-files", "twisted_keepalive", "twisted"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(tracked) > 50
+    assert sorted(set(tracked) - built.wheel_names()) == []
+    assert sorted(set(tracked) - built.sdist_names()) == []
+
+
 def test_version_is_written_once_and_the_changelog_has_it(built: Built) -> None:
     version = twisted_keepalive.__version__
     assert built.metadata()["Version"] == version
@@ -138,6 +153,43 @@ def test_package_index_description_needs_no_checkout(built: Built) -> None:
     assert [t for t in targets if not t.startswith("https://")] == []
 
 
+def test_the_long_description_is_readme_pypi_and_renders_as_the_package_index_does(
+    built: Built,
+) -> None:
+    from readme_renderer.markdown import render  # what the package index renders with
+
+    description = built.metadata().get_payload()
+    assert isinstance(description, str)
+    assert description.strip() == (REPO / "README.pypi.md").read_text().strip()
+    html = render(description, variant="GFM")
+    assert html is not None, "the package index would show it as plain text"
+    assert html.count("<table>") == 1, "the support matrix renders as a table"
+    # The renderer adds in-page anchors to headings; anything else must be absolute.
+    targets = re.findall(r'(?:href|src)="([^"]+)"', html)
+    assert [t for t in targets if not t.startswith(("https://", "#user-content-"))] == []
+
+
 def test_metadata_invents_no_project_urls(built: Built) -> None:
     # The project has no public home yet; a Project-URL would point nowhere.
     assert built.metadata().get_all("Project-URL") is None
+
+
+#: The only kinds of change Keep a Changelog 1.1.0 has, in its order.
+CHANGE_KINDS = ("Added", "Changed", "Deprecated", "Removed", "Fixed", "Security")
+
+
+def test_the_changelog_keeps_the_keep_a_changelog_form() -> None:
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert changelog.startswith("# Changelog\n")
+    assert "https://keepachangelog.com/en/1.1.0/" in changelog
+    releases = re.split(r"^## ", changelog, flags=re.M)[1:]
+    assert releases
+    for release in releases:
+        heading = release.splitlines()[0]
+        assert re.fullmatch(r"\[Unreleased\]|\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", heading)
+        kinds = re.findall(r"^### (.*)$", release, flags=re.M)
+        assert kinds, f"{heading}: no kind of change"
+        # Each kind once, in the format's order, and no other kind.
+        assert [k for k in CHANGE_KINDS if k in kinds] == kinds, (heading, kinds)
+    assert sum(r.startswith("[Unreleased]") for r in releases) <= 1
+    assert not any(r.startswith("[Unreleased]") for r in releases[1:]), "Unreleased goes first"

@@ -7,11 +7,14 @@ systems against an import with their missing modules blocked.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -66,14 +69,34 @@ def test_the_pythons_declared_are_the_pythons_tested() -> None:
 
 def test_every_python_is_tested_with_the_oldest_and_the_newest_dependencies() -> None:
     for python in declared_pythons():
-        pinned = [pins for version, pins in cells().values() if version == python]
-        assert {} in pinned, f"no newest-dependencies cell for Python {python}"
-        oldest = [pins for pins in pinned if pins]
-        assert len(oldest) == 1, f"one oldest-dependencies cell for Python {python}"
-        (pins,) = oldest
+        assert cells().get(f"newest-py{python}", (None, None))[1] == {}, (
+            f"no newest-dependencies cell for Python {python}"
+        )
+        assert f"oldest-py{python}" in cells(), f"no oldest-dependencies cell for Python {python}"
+        _, pins = cells()[f"oldest-py{python}"]
         for package in BOUNDED:
             assert pins.get(package) == lower_bound(package, python), (python, package)
         assert "txaio" in pins, "Autobahn's own lower bound on txaio is tested too"
+
+
+def test_the_web_adapter_is_tested_at_the_floor_of_its_extra() -> None:
+    # The oldest cells have a Twisted without twisted.web.websocket: one cell
+    # runs the web adapter's tests on the oldest Twisted the `web` extra
+    # allows, with the oldest wsproto the test extra allows.
+    (web,) = [Requirement(r) for r in PROJECT["optional-dependencies"]["web"]]
+    (wsproto,) = [
+        Requirement(r) for r in PROJECT["optional-dependencies"]["test"] if r.startswith("wsproto")
+    ]
+    floor = {
+        "twisted": [s.version for s in web.specifier if s.operator == ">="],
+        "wsproto": [s.version for s in wsproto.specifier if s.operator == ">="],
+    }
+    python, pins = cells()["oldest-web-py3.10"]
+    assert python in declared_pythons()
+    assert Version(pins["twisted"]) == Version(*floor["twisted"])
+    assert Version(pins["wsproto"]) == Version(*floor["wsproto"])
+    for package in ("autobahn", "txaio", "prometheus_client"):
+        assert pins[package] == cells()[f"oldest-py{python}"][1][package], package
 
 
 def support_block(readme: str) -> str:
@@ -91,6 +114,21 @@ def test_both_readmes_state_the_matrix_that_is_tested() -> None:
     for _, pins in cells().values():
         for package, version in pins.items():
             assert version in block, (package, version)
+    # Below it, the oldest cells skip the web adapter's tests: the table says why.
+    (web,) = [Requirement(r) for r in PROJECT["optional-dependencies"]["web"]]
+    (floor,) = [s.version for s in web.specifier if s.operator == ">="]
+    assert f"`web` adapter's tests skip, as it needs Twisted {floor}" in block
+
+
+def test_the_one_system_declared_is_the_one_tested() -> None:
+    # CI runs on Linux only: the metadata says nothing broader, and the
+    # table says what is known of the rest (the import test below).
+    systems = [c for c in PROJECT["classifiers"] if c.startswith("Operating System ::")]
+    assert systems == ["Operating System :: POSIX :: Linux"]
+    assert sys.platform.startswith("linux")
+    row = next(line for line in support_block("README.md").splitlines() if "| systems |" in line)
+    assert "Linux only" in row
+    assert "`fcntl` and `termios`" in row
 
 
 BLOCKED_IMPORT = """
@@ -128,3 +166,22 @@ def test_the_package_imports_without_fcntl_and_termios() -> None:
     )
     assert result.returncode == 0, result.stdout
     assert result.stdout.strip() == "None"
+
+
+def test_the_browser_module_row_names_the_node_and_packages_ci_tests_with() -> None:
+    # What tests/js runs keepalive.js with: the machine's Node (CI installs
+    # Debian's when there is none), and tests/peers' locked ws, undici and
+    # TypeScript.
+    row = next(line for line in support_block("README.md").splitlines() if "browser module" in line)
+    lock = json.loads((REPO / "tests" / "peers" / "package-lock.json").read_text())["packages"]
+    for package, label, parts in (("ws", "`ws`", 1), ("undici", "`undici`", 1),
+                                  ("typescript", "TypeScript", 2)):  # fmt: skip
+        version = ".".join(lock[f"node_modules/{package}"]["version"].split(".")[:parts])
+        assert f"{label} {version} " in row, (package, version, row)
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no Node.js here to compare the README's with")
+    major = subprocess.run(
+        [node, "--version"], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout.strip().lstrip("v").split(".")[0]
+    assert f"Node.js {major} " in row, row

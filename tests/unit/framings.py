@@ -77,6 +77,17 @@ class Events:
     on_open: Callable[[Any], object] | None = None
     #: Called in ``negotiationStarted`` (Twisted's framing) with the transport.
     on_start: Callable[[Any], object] | None = None
+    #: The application's timeout hook raises (after recording the Timeout).
+    timeout_hook_raises: bool = False
+
+    def timed_out(self, timeout: Timeout) -> None:
+        self.timeouts.append(timeout)
+        if self.timeout_hook_raises:
+            raise RuntimeError("the application's timeout hook failed")
+
+
+#: The application's timeout hook on each framing, as its log events name it.
+TIMEOUT_HOOK = {"autobahn": "onKeepaliveTimeout", "twisted": "keepaliveTimedOut"}
 
 
 @dataclass
@@ -98,6 +109,10 @@ class Peer:
     masks: bool
     close_ours: Callable[[int], None]
     lose_with: Callable[[Failure], None]
+    #: Sends a bytes message from our side, as the application would.
+    send_ours: Callable[[bytes], None]
+    #: The application's protocol object (what log events name).
+    application: Any
     stats: Any = None
     seen: list[tuple[int, bytes]] = field(default_factory=list)
 
@@ -163,7 +178,7 @@ def _autobahn(
         "onMessage": onMessage,
         "onPong": lambda self, payload: events.pongs.append(payload),
         "onLatency": lambda self, latency: events.latencies.append(latency),
-        "onKeepaliveTimeout": lambda self, timeout: events.timeouts.append(timeout),
+        "onKeepaliveTimeout": lambda self, timeout: events.timed_out(timeout),
         "onClose": onClose,
         **settings,
     }
@@ -187,6 +202,8 @@ def _autobahn(
         masks=side == "server",
         close_ours=lambda code: protocol.sendClose(code),
         lose_with=protocol.connectionLost,
+        send_ours=lambda data: protocol.sendMessage(data, isBinary=True),
+        application=protocol,
         stats=holder[0] if holder else None,
     )
     return peer
@@ -225,7 +242,7 @@ class _App:
         self.events.latencies.append(latency)
 
     def keepaliveTimedOut(self, timeout: Timeout) -> None:
-        self.events.timeouts.append(timeout)
+        self.events.timed_out(timeout)
 
     def connectionLost(self, reason: Failure) -> None:
         self.events.lost.append(reason)
@@ -258,12 +275,16 @@ class _StringEndpoints:
         return succeed(self.protocol)
 
 
-def _twisted(
-    side: str, clock: Clock, events: Events, stats: bool, settings: dict[str, Any]
-) -> Peer:
-    apps = _AppFactory(events)
-    factory = with_keepalive(apps, clock=clock, **settings)
-    collected = collect_stats(factory) if stats else None
+def wire_twisted(
+    factory: Any, side: str
+) -> tuple[_AbortingTransport, Callable[[bytes], None], Callable[[Failure], None]]:
+    """
+    ``factory`` (any ``twisted.web.websocket`` factory) on our ``side`` of a
+    connection on a StringTransport, past its opening handshake: behind a
+    real ``Site`` and ``WebSocketResource``, or a real
+    ``WebSocketClientEndpoint``.  Returns the transport, where the peer's
+    bytes go in, and how the connection is lost.
+    """
     if side == "server":
         resource = WebSocketResource(factory)
         resource.isLeaf = True
@@ -271,29 +292,35 @@ def _twisted(
         transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
         channel.makeConnection(transport)
         upgrade(channel.dataReceived, transport)
-        deliver = channel.dataReceived
-        lose = channel.connectionLost
-    else:
-        transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 9000))
-        endpoints = _StringEndpoints(transport)
-        endpoint = WebSocketClientEndpoint(endpoints, "ws://127.0.0.1:9000/")
-        connected = Deferred.fromCoroutine(endpoint.connect(factory))
-        request = transport.value()
-        key = next(
-            line.split(b":", 1)[1].strip()
-            for line in request.split(b"\r\n")
-            if line.lower().startswith(b"sec-websocket-key:")
-        )
-        accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-        transport.clear()
-        wire = endpoints.protocol
-        wire.dataReceived(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
-        assert connected.called
-        deliver = wire.dataReceived
-        lose = wire.connectionLost
+        return transport, channel.dataReceived, channel.connectionLost
+    transport = _AbortingTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 9000))
+    endpoints = _StringEndpoints(transport)
+    endpoint = WebSocketClientEndpoint(endpoints, "ws://127.0.0.1:9000/")
+    connected = Deferred.fromCoroutine(endpoint.connect(factory))
+    request = transport.value()
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    transport.clear()
+    wire = endpoints.protocol
+    wire.dataReceived(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+    assert connected.called
+    return transport, wire.dataReceived, wire.connectionLost
+
+
+def _twisted(
+    side: str, clock: Clock, events: Events, stats: bool, settings: dict[str, Any]
+) -> Peer:
+    apps = _AppFactory(events)
+    factory = with_keepalive(apps, clock=clock, **settings)
+    collected = collect_stats(factory) if stats else None
+    transport, deliver, lose = wire_twisted(factory, side)
     [app] = apps.built
     keepalive = app.transport
     peer = Peer(
@@ -306,6 +333,8 @@ def _twisted(
         masks=side == "server",
         close_ours=lambda code: keepalive.loseConnection(code),
         lose_with=lose,
+        send_ours=keepalive.sendBytesMessage,
+        application=app,
         stats=collected,
     )
     return peer

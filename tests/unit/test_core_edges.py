@@ -11,27 +11,18 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
-from twisted.python.failure import Failure
 
-from twisted_keepalive import Cause, ConnectionClosed, KeepaliveStats
+from twisted_keepalive import Cause, KeepaliveStats
 from twisted_keepalive.core.heartbeat import Heartbeat
 from twisted_keepalive.core.ledger import MAX_UNANSWERED_KEEPALIVES
 from twisted_keepalive.core.phase import Phase
 from twisted_keepalive.core.verdict import Deadline, Evidence, Timeout, Verdict, judge
 from twisted_keepalive.core.wheel import TimerWheel
-from twisted_keepalive.glue import transport as probes
 
 from .wire import (
     CLOSE,
-    PING,
-    PONG,
-    TEXT,
-    EchoClient,
     EchoServer,
-    frame,
-    open_client,
     open_server,
-    result_of,
 )
 
 
@@ -232,12 +223,6 @@ def test_a_failing_owner_is_logged_by_name(logged: list[LogEvent]) -> None:
 # -- the Autobahn link -----------------------------------------------------------
 
 
-def test_the_peers_ping_is_answered_with_its_payload() -> None:
-    peer = open_server(EchoServer)
-    peer.receive(PING, b"are you there")
-    assert peer.frames() == [(PONG, b"are you there")]
-
-
 @pytest.mark.parametrize("option", ["logFrames", "logOctets"])
 def test_a_protocol_that_logs_frames_or_octets_sends_keepalive_through_autobahn(
     option: str,
@@ -266,97 +251,6 @@ def test_a_keepalive_ping_written_directly_is_counted_in_the_traffic_stats() -> 
     assert peer.protocol.trafficStats.outgoingOctetsWireLevel == before + 6
 
 
-def test_a_pong_brings_the_next_ping_forward_when_the_timeout_is_longer_than_the_interval() -> None:
-    class Patient(EchoServer):
-        ping_interval = 1.0
-        ping_timeout = 5.0
-
-    peer = open_server(Patient)
-    peer.clock.advance(1.0)
-    [payload] = peer.pings()
-    peer.clock.advance(0.1)
-    peer.pong(payload)
-    # The connection left the deadline's slot (6.0) for the next Ping's.
-    [call] = peer.clock.getDelayedCalls()
-    assert call.getTime() == pytest.approx(2.0)
-    # Due at 2.0, one 20 ms slot late at most.
-    peer.clock.advance(0.92)
-    assert len(peer.pings()) == 1
-
-
-def test_application_pings_are_masked_by_clients_only() -> None:
-    server = open_server(EchoServer)
-    server.frames()
-    server.protocol.ping(b"from server")
-    raw = server.transport.value()
-    assert raw[1] & 0x80 == 0
-    assert server.frames() == [(PING, b"from server")]
-    client = open_client(EchoClient)
-    client.frames()
-    client.protocol.ping(b"from client")
-    raw = client.transport.value()
-    assert raw[1] & 0x80 == 0x80
-    assert client.frames() == [(PING, b"from client")]
-
-
-def test_whole_messages_after_the_ping_do_not_stand_in_for_its_pong() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    assert peer.pings()
-    for _ in range(4):
-        peer.clock.advance(0.1)
-        peer.receive(TEXT, b"chatter")
-    peer.clock.advance(0.12)
-    assert CLOSE in opcodes(peer)
-
-
-def test_a_frame_begun_long_after_the_ping_is_no_excuse_for_its_pong() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    assert peer.pings()
-    big = frame(TEXT, b"x" * 10_000)
-    peer.clock.advance(0.2)
-    peer.protocol.dataReceived(big[:1000])
-    for i in range(1, 6):
-        peer.clock.advance(0.1)
-        peer.protocol.dataReceived(big[i * 1000 : (i + 1) * 1000])
-    # The deadline was 1.5: the frame began at 1.2, after the Ping reached a
-    # peer on a link with no measured latency.
-    assert CLOSE in opcodes(peer)
-
-
-@pytest.mark.parametrize("reads", [True, False])
-def test_a_ping_queued_behind_our_data_waits_for_a_reader_that_drains_it(
-    monkeypatch: pytest.MonkeyPatch, reads: bool
-) -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    traffic = peer.protocol.trafficStats
-    # The peer has read this much of our stream; the rest is still queued.
-    read = {"bytes": 0}
-
-    def unsent(transport: Any) -> int | None:
-        if transport is not peer.protocol.transport:
-            return None  # what the probe says of anything but a transport
-        return int(traffic.outgoingOctetsWireLevel - read["bytes"])
-
-    monkeypatch.setattr(probes, "unsent", unsent)
-    peer.protocol.sendMessage(b"x" * 100_000)
-    read["bytes"] = 40_000
-    peer.clock.advance(1.0)
-    assert peer.pings()
-    if reads:
-        read["bytes"] = 60_000
-    peer.clock.advance(0.52)
-    if not reads:
-        # A reader that stopped: the Ping never reached it, and never will.
-        assert CLOSE in opcodes(peer)
-        return
-    assert CLOSE not in opcodes(peer)
-    # It stops reading: ping_timeout after the last progress, it is failed.
-    peer.clock.advance(0.5)
-    assert CLOSE in opcodes(peer)
-
-
 def test_every_timeout_and_every_closed_connection_is_counted() -> None:
     stats = KeepaliveStats()
     peers = [
@@ -377,39 +271,3 @@ def test_every_timeout_and_every_closed_connection_is_counted() -> None:
     assert (stats.opened, stats.closed, stats.open) == (2, 2, 0)
 
 
-def test_ping_after_a_timeout_or_while_closing_says_why_it_cannot_go_out() -> None:
-    peer = open_server(EchoServer, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    peer.clock.advance(0.52)
-    failure = result_of(peer.protocol.ping())
-    assert isinstance(failure, Failure) and isinstance(failure.value, ConnectionClosed)
-    assert (failure.value.code, failure.value.reason) == (1011, "keepalive ping timeout")
-
-    other = open_server(EchoServer)
-    other.protocol.sendClose(1000)
-    failure = result_of(other.protocol.ping())
-    assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code is None
-    assert failure.value.reason == "the WebSocket connection is closing"
-
-
-def test_timeout_warning_hook_failure_and_abort_are_logged_with_their_figures(
-    logged: list[LogEvent],
-) -> None:
-    class Raising(EchoServer):
-        def onKeepaliveTimeout(self, timeout: Timeout) -> None:
-            raise RuntimeError("hook")
-
-    peer = open_server(Raising, closeHandshakeTimeout=0)
-    peer.clock.advance(1.0)
-    peer.clock.advance(0.52)
-    [warning] = [e for e in logged if e.get("keepalive_event") == "timeout"]
-    assert warning["close_timeout"] == 2.0
-    [hook] = [e for e in logged if e.get("log_failure") is not None]
-    assert hook["protocol"] is peer.protocol
-    assert hook["log_format"] == (
-        "onKeepaliveTimeout of {protocol!r} raised; closing the connection anyway"
-    )
-    peer.clock.advance(2.0)
-    [abort] = [e for e in logged if e.get("keepalive_event") == "abort"]
-    assert abort["close_timeout"] == 2.0

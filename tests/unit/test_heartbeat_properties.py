@@ -849,7 +849,13 @@ class WheelMachine(RuleBasedStateMachine):
         slot = self.wheel.slot_of(deadline)
         assert slot * self.grid >= deadline and slot * self.grid - deadline < self.grid + EPS
         if slot not in self.call_at:
-            self.call_at[slot] = now + max(0.0, slot * self.grid - now)
+            # The first time the clock can reach that is not before the slot:
+            # now + (target - now) may round below target.
+            target = slot * self.grid
+            delay = max(0.0, target - now)
+            while now + delay < target:
+                delay = math.nextafter(delay, math.inf)
+            self.call_at[slot] = now + delay
         self.wheel.add(owner, slot)
         registration = self.registrations.setdefault((owner, slot), Registration(slot, []))
         registration.adds.append((deadline, now))

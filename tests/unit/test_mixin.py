@@ -14,7 +14,6 @@ import pytest
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent
-from twisted.python.failure import Failure
 
 from twisted_keepalive import (
     ConnectionClosed,
@@ -23,22 +22,6 @@ from twisted_keepalive import (
 )
 
 from .wire import CLOSE, EchoServer, open_server, result_of
-
-# -- 1. schedule -------------------------------------------------------------
-
-
-def test_next_ping_is_measured_ping_to_ping_less_latency() -> None:
-    peer = open_server(EchoServer)
-    peer.clock.advance(1.0)
-    [payload] = peer.pings()
-    peer.clock.advance(0.3)
-    peer.pong(payload)
-    assert peer.protocol.latency == pytest.approx(0.3)
-    peer.clock.advance(0.69)
-    assert peer.pings() == []
-    peer.clock.advance(0.01)
-    assert len(peer.pings()) == 1
-
 
 # -- 2. timeout ----------------------------------------------------------------
 
@@ -81,25 +64,7 @@ def test_aborted_connection_reports_the_keepalive_timeout_to_on_close() -> None:
     assert reason == 'connection was closed uncleanly ("keepalive ping timeout")'
 
 
-
-
 # -- 5. cleanup --------------------------------------------------------------------
-
-
-def test_close_cancels_every_timer_and_fails_pending_pings() -> None:
-    peer = open_server(EchoServer)
-    pending = peer.protocol.ping(b"x")
-    peer.clock.advance(1.0)
-    assert peer.clock.getDelayedCalls()
-    peer.receive(CLOSE, (1000).to_bytes(2, "big") + b"bye")
-    peer.lose()
-    assert peer.clock.getDelayedCalls() == []
-    failure = result_of(pending)
-    assert isinstance(failure, Failure)
-    assert isinstance(failure.value, ConnectionClosed)
-    assert failure.value.code == 1000
-    assert failure.value.reason == "bye"
-
 
 
 # -- 6. protocols that never call super() -------------------------------------------

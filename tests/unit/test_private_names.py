@@ -7,6 +7,7 @@ that silently stops tracking, pinging or exiting cleanly.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -52,20 +53,28 @@ def test_the_server_wraps_only_dispatchers_that_are_checked_at_import() -> None:
 
 
 def test_the_server_package_reads_no_other_private_attribute() -> None:
-    # ``x._name`` on anything but our own objects (self, cls, super()) and a
-    # namedtuple's public _replace: the private names of Twisted or
-    # Autobahn objects, which must stay behind the named places above.
+    # ``x._name`` in code (not in docstrings) on anything but our own
+    # objects (self, cls) and a namedtuple's public _replace; super()'s only
+    # for the dispatchers above: the private names of Twisted or Autobahn
+    # objects, which must stay behind the named places above.
     found = []
     for path in sorted(SERVER.rglob("*.py")):
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            code = line.split("#", 1)[0]
-            for match in re.finditer(r"([\w)\]]+)\.(_[a-z]\w*)", code):
-                owner, name = match.groups()
-                if owner in ("self", "cls") or name == "_replace":
-                    continue
-                if owner.endswith(")") and "super()" in code and name in AUTOBAHN_DISPATCHERS:
-                    continue
-                found.append(f"{path.relative_to(SERVER)}:{number}: {line.strip()}")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Attribute) and re.fullmatch(r"_[a-z]\w*", node.attr)):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if node.attr == "_replace":
+                continue
+            is_super = (
+                isinstance(owner, ast.Call)
+                and isinstance(owner.func, ast.Name)
+                and owner.func.id == "super"
+            )
+            if is_super and node.attr in AUTOBAHN_DISPATCHERS:
+                continue
+            found.append(f"{path.relative_to(SERVER)}:{node.lineno}: {ast.unparse(node)}")
     assert found == []
 
 

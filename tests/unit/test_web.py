@@ -1,13 +1,16 @@
 """
 What only the twisted.web.websocket adapter has: ``with_keepalive``'s
 settings and refusals, its transport and factory standing in for Twisted's,
-the frame tracker behind the mid-frame evidence, the Twisted internals it
-stands on (each test here fails when one changes), and the ImportError on a
-Twisted without ``twisted.web.websocket``.
+the frame tracker behind the mid-frame evidence, and the bound on the wait
+after the peer's Close.  The Twisted internals it stands on are pinned in
+``test_web_hooks.py``, the ImportError on a Twisted without
+``twisted.web.websocket`` in ``test_web_unavailable.py``.
 """
 
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,13 +24,13 @@ if not WEB_FRAMING:
 
 from twisted.web.websocket import WebSocketResource
 
-from twisted_keepalive import ConnectionClosed
+from twisted_keepalive import ConnectionClosed, KeepaliveMixin, set_keepalive_options
 from twisted_keepalive.web import KeepaliveFactory, with_keepalive
 from twisted_keepalive.web.frames import FrameTracker
 from twisted_keepalive.web.link import frame_size
 
 from .framings import Events, _AppFactory, open_peer
-from .wire import CLOSE, PING, TEXT, frame, result_of
+from .wire import CLOSE, TEXT, frame, result_of
 
 # -- settings ----------------------------------------------------------------------
 
@@ -54,6 +57,32 @@ def test_bad_settings_are_refused_when_wrapping_naming_the_setting(
         with_keepalive(_AppFactory(Events()), **{setting: value})
 
 
+SETTINGS = ("ping_interval", "ping_timeout", "close_timeout", "first_ping_spread")
+
+
+@pytest.mark.parametrize("setting", [*SETTINGS, "browser_heartbeat"])
+@pytest.mark.parametrize(
+    "value", [-1, 0, 0.5, 1.5, math.nan, math.inf, 1e307, "20", True, None, "yes"], ids=repr
+)
+def test_a_setting_is_refused_or_accepted_as_the_autobahn_adapter_does(
+    setting: str, value: Any
+) -> None:
+    # The same value, the same verdict and the same message (the mixin's
+    # names the class it was set on) -- or accepted by both.
+    try:
+        set_keepalive_options(SimpleNamespace(), **{setting: value})
+    except (TypeError, ValueError) as e:
+        autobahn: Exception | None = e
+    else:
+        autobahn = None
+    if autobahn is None:
+        with_keepalive(_AppFactory(Events()), **{setting: value})
+        return
+    with pytest.raises(type(autobahn)) as refused:
+        with_keepalive(_AppFactory(Events()), **{setting: value})
+    assert str(refused.value) == str(autobahn)
+
+
 def test_tiny_and_huge_settings_are_accepted_and_none_turns_things_off() -> None:
     factory = with_keepalive(
         _AppFactory(Events()), ping_interval=1e-3, ping_timeout=1e9, close_timeout=1e-3
@@ -68,6 +97,8 @@ def test_defaults_are_the_autobahn_adapters() -> None:
     config = with_keepalive(_AppFactory(Events())).config
     assert (config.ping_interval, config.ping_timeout, config.close_timeout) == (20.0, 20.0, 10.0)
     assert (config.first_ping_spread, config.browser_heartbeat) == (1.0, False)
+    for setting in (*SETTINGS, "browser_heartbeat"):
+        assert getattr(config, setting) == getattr(KeepaliveMixin, setting), setting
 
 
 def test_only_factories_are_wrapped_and_only_once() -> None:
@@ -167,12 +198,6 @@ def test_an_application_closing_in_its_open_hook_gets_no_keepalive() -> None:
     assert peer.clock.getDelayedCalls() == []
 
 
-def test_the_peers_pings_are_answered_by_twisted_with_their_payload() -> None:
-    peer = open_peer("twisted")
-    peer.receive(PING, b"are you there")
-    assert peer.frames() == [(0xA, b"are you there")]
-
-
 # -- the frame tracker ---------------------------------------------------------------------
 
 
@@ -222,38 +247,43 @@ def test_the_tracker_skips_a_clients_http_response_and_reads_a_close_code() -> N
     assert (tracker.close_seen, tracker.close_code) == (True, 1001)
 
 
+@given(
+    st.integers(min_value=1000, max_value=4999),
+    st.text(max_size=40).filter(lambda t: len(t.encode()) <= 123),
+    st.booleans(),
+    st.lists(st.integers(min_value=1, max_value=200), max_size=8),
+)
+def test_the_tracker_reads_a_close_code_and_reason_however_the_bytes_are_split(
+    code: int, reason: str, masked: bool, cuts: list[int]
+) -> None:
+    data = frame(TEXT, b"before", masked=masked) + frame(
+        CLOSE, code.to_bytes(2, "big") + reason.encode(), masked=masked
+    )
+    tracker = FrameTracker()
+    fed = 0
+    for cut in sorted({min(c, len(data)) for c in cuts} | {len(data)}):
+        tracker.feed(data[fed:cut])
+        fed = cut
+    assert (tracker.close_seen, tracker.close_code, tracker.close_reason) == (True, code, reason)
+
+
 def test_frame_sizes_are_counted_as_on_the_wire() -> None:
     for length in (0, 125, 126, 65535, 65536):
         for masked in (False, True):
             assert frame_size(length, masked) == len(frame(TEXT, b"z" * length, masked=masked))
 
 
-# -- Twisted's internals, and Twisted without websocket -------------------------------------
+# -- the peer's Close -------------------------------------------------------------------------
 
 
-def test_twisteds_upgrade_still_hands_the_channels_data_to_the_wire_protocol() -> None:
-    # If Twisted stops pointing the HTTP channel's dataReceived at the wire
-    # protocol (web/hooks.py, inbound_holder), a peer mid-frame would be
-    # taken for a silent one; this is the test that says so.
-    peer = open_peer("twisted")
-    peer.clock.advance(1.0)
-    peer.pings()
-    big = frame(TEXT, b"x" * 10_000, masked=True)
-    for i in range(10):
-        peer.deliver(big[i * 1000 : (i + 1) * 1000])
-        peer.clock.advance(0.3)
-    assert peer.events.timeouts == [], "the peer's bytes were not seen arriving"
-
-
-def test_twisteds_client_wire_protocol_still_receives_through_its_own_data_received() -> None:
-    peer = open_peer("twisted", "client")
-    peer.clock.advance(1.0)
-    peer.pings()
-    big = frame(TEXT, b"x" * 10_000, masked=False)
-    for i in range(10):
-        peer.deliver(big[i * 1000 : (i + 1) * 1000])
-        peer.clock.advance(0.3)
-    assert peer.events.timeouts == [], "the peer's bytes were not seen arriving"
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_the_transport_tells_the_code_and_reason_of_the_peers_close(side: str) -> None:
+    peer = open_peer("twisted", side)
+    assert (peer.keepalive.peer_close_code, peer.keepalive.peer_close_reason) == (None, None)
+    peer.receive(CLOSE, (4001).to_bytes(2, "big") + "restart, désolé".encode())
+    peer.lose()
+    assert peer.keepalive.peer_close_code == 4001
+    assert peer.keepalive.peer_close_reason == "restart, désolé"
 
 
 def test_a_peers_close_is_aborted_when_our_buffer_never_drains() -> None:

@@ -118,6 +118,15 @@ class _AbortingTransport(StringTransport):
     """A ``StringTransport`` that records an abort the way a socket would."""
 
     aborted = False
+    #: Bytes written to it so far, whatever was cleared since.
+    written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+        super().write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        self.write(b"".join(data))
 
     def unregisterProducer(self) -> None:
         # Autobahn unregisters unconditionally when it drops a connection.

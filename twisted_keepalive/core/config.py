@@ -117,13 +117,16 @@ class KeepaliveConfig:
     The settings in force on one connection, resolved once when it opens.
 
     :ivar ping_interval: seconds between keepalive pings; ``None`` disables
-        keepalive and heartbeat.
+        keepalive and heartbeat.  Default 20.0.
     :ivar ping_timeout: seconds to wait for a Pong; ``None`` disables the
-        heartbeat only.
+        heartbeat only.  Default 20.0.
     :ivar close_timeout: seconds between the 1011 Close frame and the abort.
+        Default 10.0.
     :ivar first_ping_spread: fraction of the first interval by which the first
         Ping is brought forward at random (0.0: exactly one interval).
+        Default 1.0.
     :ivar browser_heartbeat: answer ``keepalive.js`` heartbeat messages.
+        Default False.
     """
 
     ping_interval: float | None = DEFAULT_PING_INTERVAL

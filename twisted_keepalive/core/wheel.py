@@ -76,9 +76,19 @@ class TimerWheel:
         bucket = self._slots.get(slot)
         if bucket is None:
             bucket = self._slots[slot] = {}
-            delay = max(0.0, slot * self.grid - self.now())
-            self._calls[slot] = self.clock.callLater(delay, self._fire, slot)
+            self._calls[slot] = self.clock.callLater(self._delay_to(slot), self._fire, slot)
         bucket[owner] = None
+
+    def _delay_to(self, slot: int) -> float:
+        """Seconds from now to ``slot``'s time, rounded so as never to arrive early."""
+        target = slot * self.grid
+        now = self.now()
+        delay = max(0.0, target - now)
+        # now + (target - now) can come out a hair below target in floating
+        # point: the clock would run the slot before its deadlines are due.
+        while now + delay < target:
+            delay = math.nextafter(delay, math.inf)
+        return delay
 
     def remove(self, owner: WheelOwner, slot: int) -> None:
         """Forget ``owner`` in ``slot`` (nothing happens if it is not there)."""

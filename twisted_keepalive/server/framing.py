@@ -92,8 +92,27 @@ def served_protocol(framing: str, dotted: str | None) -> type[Any]:
     """The ``--protocol`` class for ``framing``, checked (the framing's echo if ``None``)."""
     name = dotted if dotted is not None else DEFAULT_PROTOCOLS[framing]
     if framing == AUTOBAHN:
-        return parsing.server_protocol(name)
+        try:
+            return parsing.server_protocol(name)
+        except usage.UsageError as e:
+            if not _is_web_protocol(name):
+                raise
+            # The likeliest slip with two framings: say which one serves it.
+            raise usage.UsageError(
+                f"{e}: a twisted.web.websocket protocol is served with --framing twisted"
+            ) from None
     return _web_protocol(name)
+
+
+def _is_web_protocol(dotted: str) -> bool:
+    try:
+        found = _named_any(dotted)
+    except Exception:
+        # Refused as it was imported: parsing.server_protocol said why.
+        return False
+    return isinstance(found, type) and all(
+        callable(getattr(found, m, None)) for m in WEB_PROTOCOL_METHODS
+    )
 
 
 def _web_protocol(dotted: str) -> type[Any]:

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted_keepalive import collect_stats, set_keepalive_options
 from twisted_keepalive.serving import ListeningService
 
+from .autobahn_debug import plain_debug_formatting
 from .connections import ConnectionTracker
 from .gc import GarbageCollection, gc_collector
 from .health import Ready, health_children
@@ -74,6 +75,7 @@ def build_site(
 
 def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, TakeoverResource]:
     """The Autobahn factory of ``settings`` (it tracks its connections too), and its resource."""
+    plain_debug_formatting()
     factory = ServerFactory(settings.external_url, reactor)
     factory.protocol = served_class(settings.protocol)
     factory.setProtocolOptions(  # type: ignore[no-untyped-call]

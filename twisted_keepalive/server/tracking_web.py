@@ -7,8 +7,10 @@ operator's protocol and holds the open connections, so that the drain of
 go away when the server stops.
 
 Twisted's framing tells the application no close code: the ``close`` event
-carries the code of the Close this server sent (1001 at a drain, 1011 after
-a keepalive timeout), and ``None`` when the peer closed first.
+carries the code and reason of the Close this server sent (1001 at a drain,
+1011 after a keepalive timeout), else those of the peer's Close as the
+keepalive transport read them, as on Autobahn's framing; ``None`` and ``""``
+when no Close went either way.
 """
 
 from __future__ import annotations
@@ -87,12 +89,14 @@ class TrackedWebConnection:
         transport = self.transport
         timeout = transport.keepalive_timeout
         sent = (TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON) if timeout is not None else self._sent
-        code, close_reason = sent if sent is not None else (None, "")
+        if sent is None:
+            # Twisted tells no close code: the peer's, as the keepalive read it.
+            sent = (transport.peer_close_code, transport.peer_close_reason or "")
+        code, close_reason = sent
         _log.info(
             "WebSocket connection from {peer} closed: code {code}, "
             "reason {reason!r}, last latency {latency:.3f} s",
             peer=self.peer,
-            # Twisted tells no close code: the one we sent, if we closed.
             code=code,
             reason=close_reason,
             clean=reason.check(ConnectionDone) is not None,  # type: ignore[no-untyped-call]

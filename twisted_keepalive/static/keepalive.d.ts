@@ -9,70 +9,19 @@
  * @param {() => number} random uniform in [0, 1).
  */
 export function backoffDelay(failures: number, base: number, cap: number, random?: () => number): number;
-/**
- * What KeepaliveSocket needs of a WebSocket: the browser's, Node's `ws` and
- * `undici`'s all have it.
- * @typedef {object} WebSocketLike
- * @property {number} readyState
- * @property {string} binaryType
- * @property {string} protocol
- * @property {string} extensions
- * @property {number} bufferedAmount
- * @property {(data: any) => void} send
- * @property {(code?: number, reason?: string) => void} close
- * @property {(type: string, listener: (event: any) => void) => void} addEventListener
- * @property {(type: string, listener: (event: any) => void) => void} removeEventListener
- */
-/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor */
-/**
- * The URL, or a URL provider: called before every attempt.
- * @typedef {string | URL | (() => string | URL | PromiseLike<string | URL>)} UrlSource
- */
-/**
- * @typedef {object} KeepaliveSocketOptions
- * @property {number | null} [pingInterval] ms between heartbeats, ping to ping;
- *     null sends none (no latency, no timeout). Default 20000.
- * @property {number | null} [pingTimeout] ms to wait for the reply before giving up
- *     on the socket (close 4000); null never gives up. Default 20000.
- * @property {number | null} [connectTimeout] ms an opening handshake (and a URL
- *     provider) may take before the attempt is abandoned (close 4000); null waits
- *     for the browser. Default 20000.
- * @property {boolean} [reconnect] reconnect after every close not asked for with
- *     close(). Default true.
- * @property {number} [reconnectDelay] ms, the backoff's base. Default 1000.
- * @property {number} [reconnectDelayMax] ms, the backoff's cap. Default 30000.
- * @property {number} [maxRetries] attempts after a connection is lost (or the first
- *     fails) before giving up for good, counted since the last connection the
- *     server answered on. Default Infinity.
- * @property {string | string[]} [protocols] WebSocket subprotocols.
- * @property {WebSocketConstructor} [WebSocket] the WebSocket constructor. Default
- *     globalThis.WebSocket.
- */
-/**
- * @typedef {object} Settings
- * @property {number | null} pingInterval
- * @property {number | null} pingTimeout
- * @property {number | null} connectTimeout
- * @property {boolean} reconnect
- * @property {number} reconnectDelay
- * @property {number} reconnectDelayMax
- * @property {number} maxRetries
- * @property {string | string[] | undefined} protocols
- * @property {WebSocketConstructor} WebSocket
- */
-/**
- * What Heartbeat.poll() says to do.
- * @typedef {{action: 'wait'} | {action: 'ping', token: string} | {action: 'timeout', waited: number}} Step
- */
+/** The version of the heartbeat's wire format this module speaks (`"\x00wsk1 ping "`). */
 export const PROTOCOL_VERSION: 1;
 /** Close code of a socket the keepalive gave up on (1011 is not ours to send from a page). */
 export const TIMEOUT_CODE: 4000;
+/** Close reason of a socket whose heartbeat reply did not come within pingTimeout. */
 export const PING_TIMEOUT_REASON: "keepalive ping timeout";
+/** Close reason of an attempt whose opening handshake did not complete within connectTimeout. */
 export const CONNECT_TIMEOUT_REASON: "keepalive connect timeout";
 /** Close reason of a socket dropped by reconnect(). */
 export const RECONNECT_REASON: "reconnect";
 /** Close code of an attempt that never had a socket (the URL provider failed). */
 export const NO_SOCKET_CODE: 1006;
+/** The options' defaults, times in milliseconds (keepalive.js says why each is what it is). */
 export const DEFAULTS: Readonly<{
     pingInterval: 20000;
     pingTimeout: 20000;
@@ -108,6 +57,7 @@ export class Heartbeat {
      */
     start(now: number): void;
     /**
+     * What to do at `now`: wait (until `wakeAt`), send a ping, or time out.
      * @param {number} now ms.
      * @returns {Step}
      */
@@ -132,7 +82,9 @@ export class KeepaliveCloseEvent extends Event {
     constructor(code: number, reason: string, wasClean: boolean, reconnectDelay: number | null);
     /** The WebSocket close code; 4000 when the keepalive gave up on the socket. */
     code: number;
+    /** The WebSocket close reason ('' if none). */
     reason: string;
+    /** Whether the closing handshake completed. */
     wasClean: boolean;
     /** Milliseconds until the next attempt, or null if none will be made. */
     reconnectDelay: number | null;
@@ -146,6 +98,7 @@ export class KeepaliveErrorEvent extends Event {
     constructor(error: unknown, message: string);
     /** What the WebSocket implementation gave: an Error in Node, often nothing in browsers. */
     error: unknown;
+    /** The error's message ('' if the implementation gave none). */
     message: string;
 }
 /** `latency`: a heartbeat reply arrived. */
@@ -165,14 +118,20 @@ export class KeepaliveLatencyEvent extends Event {
  *
  * Events: `open` (every time a connection opens, reconnections included),
  * `message` (application messages only, `data` untouched; heartbeat replies
- * never surface), `latency` (KeepaliveLatencyEvent), `close`
- * (KeepaliveCloseEvent: every time a connection or an attempt ends; its
- * `reconnectDelay` says whether and when the next attempt comes).
+ * never surface), `latency` (KeepaliveLatencyEvent), `error`
+ * (KeepaliveErrorEvent: the current socket's error, or a URL provider's; a
+ * `close` follows), `close` (KeepaliveCloseEvent: every time a connection or
+ * an attempt ends; its `reconnectDelay` says whether and when the next
+ * attempt comes).
  */
 export class KeepaliveSocket extends EventTarget {
+    /** readyState while connecting, and while waiting to reconnect: 0. */
     static CONNECTING: number;
+    /** readyState while a connection is open: 1. */
     static OPEN: number;
+    /** readyState after close(), until the socket has closed: 2. */
     static CLOSING: number;
+    /** readyState once closed for good: 3. */
     static CLOSED: number;
     /**
      * @param {UrlSource} url the ws:// or wss:// URL, or a function that gives it
@@ -193,11 +152,15 @@ export class KeepaliveSocket extends EventTarget {
      * @returns {number | null}
      */
     get latency(): number | null;
+    /** The subprotocol the server chose on the current socket; '' without one. */
     get protocol(): string;
+    /** The extensions the server chose on the current socket; '' without one. */
     get extensions(): string;
+    /** Bytes queued by send() on the current socket and not yet sent; 0 without one. */
     get bufferedAmount(): number;
     /** @param {string} value 'blob' or 'arraybuffer' (or what the implementation takes). */
     set binaryType(value: string);
+    /** How binary messages arrive: 'blob' (the default) or 'arraybuffer'; applied to every socket. */
     get binaryType(): string;
     /**
      * Send an application message; throws InvalidStateError unless OPEN.
@@ -205,17 +168,15 @@ export class KeepaliveSocket extends EventTarget {
      * queued across a reconnection would reach a new connection (another
      * session, maybe another server) that has not yet been set up in `open`, and
      * the page could not tell which messages the old connection delivered.
+     * @param {string | ArrayBufferLike | Blob | ArrayBufferView} data
      */
-    /** @param {string | ArrayBufferLike | Blob | ArrayBufferView} data */
     send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void;
     /**
      * Close for good: no more heartbeats, timers or reconnection.  An open or
      * opening socket is closed with `code` and `reason` and `close` fires when it
      * has; while waiting to reconnect, the state becomes CLOSED at once.
-     */
-    /**
-     * @param {number} [code]
-     * @param {string} [reason]
+     * @param {number} [code] Default 1000.
+     * @param {string} [reason] Default ''.
      */
     close(code?: number, reason?: string): void;
     /**
@@ -241,11 +202,17 @@ export type WebSocketLike = {
     addEventListener: (type: string, listener: (event: any) => void) => void;
     removeEventListener: (type: string, listener: (event: any) => void) => void;
 };
+/**
+ * A WebSocket class: the browser's `WebSocket`, `ws`'s default export, `undici`'s `WebSocket`.
+ */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 /**
  * The URL, or a URL provider: called before every attempt.
  */
 export type UrlSource = string | URL | (() => string | URL | PromiseLike<string | URL>);
+/**
+ * The options of KeepaliveSocket, each optional: times in milliseconds.
+ */
 export type KeepaliveSocketOptions = {
     /**
      * ms between heartbeats, ping to ping;
@@ -292,6 +259,9 @@ export type KeepaliveSocketOptions = {
      */
     WebSocket?: WebSocketConstructor | undefined;
 };
+/**
+ * KeepaliveSocketOptions validated, with the defaults filled in (internal).
+ */
 export type Settings = {
     pingInterval: number | null;
     pingTimeout: number | null;

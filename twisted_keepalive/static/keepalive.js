@@ -41,12 +41,16 @@
  * @property {(type: string, listener: (event: any) => void) => void} addEventListener
  * @property {(type: string, listener: (event: any) => void) => void} removeEventListener
  */
-/** @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor */
+/**
+ * A WebSocket class: the browser's `WebSocket`, `ws`'s default export, `undici`'s `WebSocket`.
+ * @typedef {new (url: string, protocols?: string | string[]) => WebSocketLike} WebSocketConstructor
+ */
 /**
  * The URL, or a URL provider: called before every attempt.
  * @typedef {string | URL | (() => string | URL | PromiseLike<string | URL>)} UrlSource
  */
 /**
+ * The options of KeepaliveSocket, each optional: times in milliseconds.
  * @typedef {object} KeepaliveSocketOptions
  * @property {number | null} [pingInterval] ms between heartbeats, ping to ping;
  *     null sends none (no latency, no timeout). Default 20000.
@@ -67,6 +71,7 @@
  *     globalThis.WebSocket.
  */
 /**
+ * KeepaliveSocketOptions validated, with the defaults filled in (internal).
  * @typedef {object} Settings
  * @property {number | null} pingInterval
  * @property {number | null} pingTimeout
@@ -83,14 +88,17 @@
  * @typedef {{action: 'wait'} | {action: 'ping', token: string} | {action: 'timeout', waited: number}} Step
  */
 
-export const PROTOCOL_VERSION = 1;
 const RESERVED_PREFIX = '\x00wsk';
 const PING_PREFIX = '\x00wsk1 ping ';
 const PONG_PREFIX = '\x00wsk1 pong ';
+/** The version of the heartbeat's wire format this module speaks (`"\x00wsk1 ping "`). */
+export const PROTOCOL_VERSION = 1;
 
 /** Close code of a socket the keepalive gave up on (1011 is not ours to send from a page). */
 export const TIMEOUT_CODE = 4000;
+/** Close reason of a socket whose heartbeat reply did not come within pingTimeout. */
 export const PING_TIMEOUT_REASON = 'keepalive ping timeout';
+/** Close reason of an attempt whose opening handshake did not complete within connectTimeout. */
 export const CONNECT_TIMEOUT_REASON = 'keepalive connect timeout';
 /** Close reason of a socket dropped by reconnect(). */
 export const RECONNECT_REASON = 'reconnect';
@@ -111,6 +119,7 @@ export const NO_SOCKET_CODE = 1006;
 //   cap (a fixed cap with "± some percent" puts every client on one beat).
 // - maxRetries Infinity: a page that stops trying leaves its user stranded
 //   once the server is back; the backoff already keeps retries cheap.
+/** The options' defaults, times in milliseconds (keepalive.js says why each is what it is). */
 export const DEFAULTS = Object.freeze({
   pingInterval: 20000,
   pingTimeout: 20000,
@@ -196,6 +205,7 @@ export class Heartbeat {
   }
 
   /**
+   * What to do at `now`: wait (until `wakeAt`), send a ping, or time out.
    * @param {number} now ms.
    * @returns {Step}
    */
@@ -262,7 +272,9 @@ export class KeepaliveCloseEvent extends Event {
     super('close');
     /** The WebSocket close code; 4000 when the keepalive gave up on the socket. */
     this.code = code;
+    /** The WebSocket close reason ('' if none). */
     this.reason = reason;
+    /** Whether the closing handshake completed. */
     this.wasClean = wasClean;
     /** Milliseconds until the next attempt, or null if none will be made. */
     this.reconnectDelay = reconnectDelay;
@@ -279,6 +291,7 @@ export class KeepaliveErrorEvent extends Event {
     super('error');
     /** What the WebSocket implementation gave: an Error in Node, often nothing in browsers. */
     this.error = error;
+    /** The error's message ('' if the implementation gave none). */
     this.message = message;
   }
 }
@@ -367,14 +380,20 @@ function validated(options) {
  *
  * Events: `open` (every time a connection opens, reconnections included),
  * `message` (application messages only, `data` untouched; heartbeat replies
- * never surface), `latency` (KeepaliveLatencyEvent), `close`
- * (KeepaliveCloseEvent: every time a connection or an attempt ends; its
- * `reconnectDelay` says whether and when the next attempt comes).
+ * never surface), `latency` (KeepaliveLatencyEvent), `error`
+ * (KeepaliveErrorEvent: the current socket's error, or a URL provider's; a
+ * `close` follows), `close` (KeepaliveCloseEvent: every time a connection or
+ * an attempt ends; its `reconnectDelay` says whether and when the next
+ * attempt comes).
  */
 export class KeepaliveSocket extends EventTarget {
+  /** readyState while connecting, and while waiting to reconnect: 0. */
   static CONNECTING = CONNECTING;
+  /** readyState while a connection is open: 1. */
   static OPEN = OPEN;
+  /** readyState after close(), until the socket has closed: 2. */
   static CLOSING = CLOSING;
+  /** readyState once closed for good: 3. */
   static CLOSED = CLOSED;
 
   /** @type {string | (() => string | URL | PromiseLike<string | URL>)} */
@@ -440,18 +459,22 @@ export class KeepaliveSocket extends EventTarget {
     return this.#latency;
   }
 
+  /** The subprotocol the server chose on the current socket; '' without one. */
   get protocol() {
     return this.#ws?.protocol ?? '';
   }
 
+  /** The extensions the server chose on the current socket; '' without one. */
   get extensions() {
     return this.#ws?.extensions ?? '';
   }
 
+  /** Bytes queued by send() on the current socket and not yet sent; 0 without one. */
   get bufferedAmount() {
     return this.#ws?.bufferedAmount ?? 0;
   }
 
+  /** How binary messages arrive: 'blob' (the default) or 'arraybuffer'; applied to every socket. */
   get binaryType() {
     return this.#binaryType;
   }
@@ -468,8 +491,8 @@ export class KeepaliveSocket extends EventTarget {
    * queued across a reconnection would reach a new connection (another
    * session, maybe another server) that has not yet been set up in `open`, and
    * the page could not tell which messages the old connection delivered.
+   * @param {string | ArrayBufferLike | Blob | ArrayBufferView} data
    */
-  /** @param {string | ArrayBufferLike | Blob | ArrayBufferView} data */
   send(data) {
     if (this.#state !== OPEN) {
       const why = this.#stopped ? 'closed' : 'connecting or reconnecting; send from an open listener';
@@ -488,10 +511,8 @@ export class KeepaliveSocket extends EventTarget {
    * Close for good: no more heartbeats, timers or reconnection.  An open or
    * opening socket is closed with `code` and `reason` and `close` fires when it
    * has; while waiting to reconnect, the state becomes CLOSED at once.
-   */
-  /**
-   * @param {number} [code]
-   * @param {string} [reason]
+   * @param {number} [code] Default 1000.
+   * @param {string} [reason] Default ''.
    */
   close(code = 1000, reason = '') {
     if (this.#stopped) return;
@@ -567,8 +588,10 @@ export class KeepaliveSocket extends EventTarget {
       );
   }
 
-  /** The attempt ends before it had a socket: report why, then back off as for any failure. */
-  /** @param {unknown} error */
+  /**
+   * The attempt ends before it had a socket: report why, then back off as for any failure.
+   * @param {unknown} error
+   */
   #unreachable(error) {
     const attempt = this.#attempt;
     const message = String(/** @type {any} */ (error)?.message ?? error);
@@ -649,8 +672,10 @@ export class KeepaliveSocket extends EventTarget {
     );
   }
 
-  /** The keepalive gives up on the socket: `close` now, without waiting for TCP. */
-  /** @param {string} reason */
+  /**
+   * The keepalive gives up on the socket: `close` now, without waiting for TCP.
+   * @param {string} reason
+   */
   #abandon(reason) {
     const ws = this.#ws;
     this.#release();
@@ -662,8 +687,10 @@ export class KeepaliveSocket extends EventTarget {
     this.#ended(TIMEOUT_CODE, reason, false);
   }
 
-  /** The current socket reported an error; its `close` comes next. */
-  /** @param {any} event what the implementation dispatched */
+  /**
+   * The current socket reported an error; its `close` comes next.
+   * @param {any} event what the implementation dispatched
+   */
   #failed(event) {
     if (this.#stopped) return; // the error of our own close(): nothing to report
     this.dispatchEvent(new KeepaliveErrorEvent(event?.error ?? null, String(event?.message ?? '')));

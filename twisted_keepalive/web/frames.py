@@ -7,8 +7,8 @@ they came in, but a verdict needs to know whether the peer is in the middle
 of a frame (it cannot send its Pong before that frame ends) and when that
 frame began.  :class:`FrameTracker` follows the frame boundaries of the
 bytes as they arrive -- headers only; a payload is skipped by its length, so
-a large frame costs one subtraction per chunk -- and notes the code of the
-peer's Close frame.
+a large frame costs one subtraction per chunk -- and reads the code and
+reason of the peer's Close frame (at most 125 bytes, however they are split).
 """
 
 from __future__ import annotations
@@ -25,11 +25,24 @@ class FrameTracker:
         view): everything up to its blank line is skipped.
     :ivar begun: frames whose first bytes have arrived so far.
     :ivar close_seen: a Close frame's header has arrived.
-    :ivar close_code: the code of that Close frame, when its first two
-        payload bytes arrived with its header; else ``None``.
+    :ivar close_code: the code of that Close frame, once its first two
+        payload bytes have arrived; ``None`` before, or if it has none.
+    :ivar close_reason: its reason (UTF-8, undecodable bytes replaced), once
+        its whole payload has arrived; ``None`` before.
     """
 
-    __slots__ = ("_head", "_http", "_remaining", "begun", "close_code", "close_seen")
+    __slots__ = (
+        "_close_key",
+        "_close_left",
+        "_close_payload",
+        "_head",
+        "_http",
+        "_remaining",
+        "begun",
+        "close_code",
+        "close_reason",
+        "close_seen",
+    )
 
     def __init__(self, http_first: bool = False) -> None:
         self._http: bytes | None = b"" if http_first else None
@@ -38,6 +51,12 @@ class FrameTracker:
         self.begun = 0
         self.close_seen = False
         self.close_code: int | None = None
+        self.close_reason: str | None = None
+        # The Close frame's payload while it arrives: what came, its mask key,
+        # how much is still to come.
+        self._close_payload = b""
+        self._close_key = b""
+        self._close_left = 0
 
     @property
     def mid_frame(self) -> bool:
@@ -48,6 +67,8 @@ class FrameTracker:
         """Follow ``data``, the next bytes of the stream."""
         remaining = self._remaining
         if remaining:
+            if self._close_left:
+                self._close_part(data[:remaining])
             # The common case for a large frame: all of it is payload.
             if len(data) <= remaining:
                 self._remaining = remaining - len(data)
@@ -104,8 +125,19 @@ class FrameTracker:
 
     def _close_frame(self, data: bytes, start: int, length: int, key: bytes) -> None:
         self.close_seen = True
-        code = data[start : start + 2]
-        if length >= 2 and len(code) == 2:
-            if key:
-                code = bytes((code[0] ^ key[0], code[1] ^ key[1]))
-            self.close_code = int.from_bytes(code, "big")
+        self._close_key = key
+        self._close_left = length
+        self._close_part(data[start : start + length])
+
+    def _close_part(self, part: bytes) -> None:
+        payload = self._close_payload = self._close_payload + part
+        self._close_left -= len(part)
+        if self._close_left and len(payload) < 2:
+            return
+        key = self._close_key
+        if key:
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+        if len(payload) >= 2:
+            self.close_code = int.from_bytes(payload[:2], "big")
+        if not self._close_left:
+            self.close_reason = payload[2:].decode("utf-8", "replace")

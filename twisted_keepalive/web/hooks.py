@@ -13,10 +13,15 @@ API, each in one small function here, each with a test in
   whole messages; the bytes are seen by wrapping the ``dataReceived`` that
   Twisted calls: the HTTP channel's on the server side (Twisted's upgrade
   points it at the wire protocol), the wire protocol's own on the client.
+- :func:`send_close`: a Close frame with a reason (1011 "keepalive ping
+  timeout", 1001 "going away").  Twisted's wire protocol takes
+  ``loseConnection(code, reason)``, but the ``WebSocketTransport`` type it
+  documents declares ``loseConnection(code)`` only.
 
-What to propose upstream: a public ``abortConnection()`` and a frame-level
-"bytes received" hook (or a ``lastReceived`` time and an ``inFrame`` flag) on
-the WebSocket transport would make both unnecessary.
+What to propose upstream: a public ``abortConnection()``, a frame-level
+"bytes received" hook (or a ``lastReceived`` time and an ``inFrame`` flag) and
+a ``reason`` in the declared ``loseConnection`` on the WebSocket transport
+would make all three unnecessary.
 """
 
 from __future__ import annotations
@@ -95,3 +100,13 @@ def observe_inbound(holder: Any, observer: Callable[[bytes], object]) -> None:
         deliver(data)
 
     holder.dataReceived = received
+
+
+def send_close(websocket_transport: Any, code: int, reason: str) -> None:
+    """
+    Send a Close frame with ``code`` and ``reason`` through Twisted's
+    WebSocket transport, which then closes the TCP connection.
+
+    :raises wsproto.utilities.LocalProtocolError: a Close went out already.
+    """
+    websocket_transport.loseConnection(code, reason)

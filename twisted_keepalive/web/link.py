@@ -35,6 +35,7 @@ from ..core.wheel import TimerWheel
 from ..glue import transport as probes
 from ..glue.closing import TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON
 from ..glue.link import KeepaliveLink
+from . import hooks
 from .frames import FrameTracker
 
 
@@ -62,6 +63,7 @@ class WebLink(KeepaliveLink):
         "frames",
         "head",
         "masked",
+        "sent_close",
         "sock",
         "tcp",
         "tx_mark",
@@ -91,6 +93,9 @@ class WebLink(KeepaliveLink):
         self.written = 0
         self.tx_mark = 0
         self.closing = False
+        #: Our own Close (the application's or a drain's), for pending Pings
+        #: when the peer's answer never comes.
+        self.sent_close: ConnectionClosed | None = None
         # A client sees the server's HTTP response before the first frame.
         self.frames = FrameTracker(http_first=masked)
         self.frame_seq = 0
@@ -132,13 +137,14 @@ class WebLink(KeepaliveLink):
         if self.closing:
             return
         self.closing = True
-        if self.closed is None:
-            self.closed = ConnectionClosed(code, reason)
+        # Pending Pings wait for the peer's answer, as on Autobahn's framing;
+        # a ping() meanwhile is told the connection is closing.
+        self.sent_close = ConnectionClosed(code, reason or "connection closed")
         self.heartbeat.halt()
         self.reschedule()
         self.arm_abort()
         try:
-            self.wire.loseConnection(code, reason)
+            hooks.send_close(self.wire, code, reason)
         except LocalProtocolError:
             # The peer's Close crossed ours: Twisted has answered it and is
             # closing already.
@@ -208,8 +214,11 @@ class WebLink(KeepaliveLink):
             return closed
         frames = self.frames
         if frames.close_seen:
-            return ConnectionClosed(frames.close_code, "the peer closed the connection")
-        return ConnectionClosed(1006, "connection lost")
+            # As on Autobahn's framing: the peer's reason, else a generic one.
+            return ConnectionClosed(frames.close_code, frames.close_reason or "connection closed")
+        # Twisted stops reading once its Close is out: the peer's answer is
+        # rarely seen, and our own Close says more than 1006 would.
+        return self.sent_close or ConnectionClosed(1006, "connection lost")
 
 
 def peer_name(transport: Any) -> str:

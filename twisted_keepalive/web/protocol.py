@@ -140,7 +140,9 @@ class KeepaliveProtocol:
         """
         link = self._link
         if link is not None:
-            link.pong_received(payload)
+            # wsproto before 1.3 hands over a bytearray, and a Pong's payload
+            # is looked up among the Pings in flight.
+            link.pong_received(bytes(payload))
         self.application.pongReceived(payload)
 
     def connectionLost(self, reason: Failure) -> None:

@@ -32,6 +32,8 @@ class KeepaliveTransport:
     - :meth:`ping` returns a ``Deferred`` that fires with the round trip;
     - :attr:`latency`, :attr:`keepalive_timeout` and
       :attr:`keepalive_config` say what the keepalive measured and decided;
+    - :attr:`peer_close_code` and :attr:`peer_close_reason` say what the
+      peer's Close frame said (Twisted tells the application neither);
     - :meth:`loseConnection` aborts the TCP connection ``close_timeout``
       seconds later if the peer never takes the Close, and closing twice
       does nothing.
@@ -134,6 +136,22 @@ class KeepaliveTransport:
     def keepalive_timeout(self) -> Timeout | None:
         """Why the heartbeat failed this connection, or ``None`` if it did not."""
         return self._link.heartbeat.timeout
+
+    @property
+    def peer_close_code(self) -> int | None:
+        """
+        The code of the peer's Close frame once it has arrived; ``None``
+        before, and for a Close without one.
+        """
+        return self._link.frames.close_code
+
+    @property
+    def peer_close_reason(self) -> str | None:
+        """
+        The reason of the peer's Close frame (``""`` if it gave none) once
+        the whole frame has arrived; ``None`` before.
+        """
+        return self._link.frames.close_reason
 
     @property
     def keepalive_config(self) -> KeepaliveConfig | None:
