@@ -221,6 +221,8 @@ class MetricsService(MultiService):
     :param children: more resources to serve beside ``/metrics``, by path
         segment (``twistd wskeepalive`` adds ``/healthz`` and ``/readyz``);
         default ``None``, none.
+    :param access_log: log every request (scrapes, probes) at info level;
+        default ``False``.
     :ivar lag: the :class:`ReactorLag` probe, running while the service runs.
     :ivar registry: the registry the collector is in (``registry``, or the
         fresh one).
@@ -235,6 +237,7 @@ class MetricsService(MultiService):
         *,
         default_registry: bool = True,
         children: Mapping[bytes, Resource] | None = None,
+        access_log: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -248,7 +251,8 @@ class MetricsService(MultiService):
         for name, child in (children or {}).items():
             root.putChild(name, child)  # type: ignore[arg-type]
         endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-        ListeningService(endpoint, QuietSite(root)).setServiceParent(self)  # type: ignore[no-untyped-call]
+        site = QuietSite(root, access_log=access_log)
+        ListeningService(endpoint, site).setServiceParent(self)  # type: ignore[no-untyped-call]
 
     def startService(self) -> None:
         """Start the lag probe, then listen."""

@@ -2,7 +2,7 @@
 Serving on Twisted endpoints, for the server and the metrics endpoint alike:
 :class:`ListeningService`, one endpoint listening while the service runs, a
 port that cannot be bound stopping twistd at start-up; and
-:class:`QuietSite`, a ``twisted.web`` site whose access log is at debug level.
+:class:`QuietSite`, a ``twisted.web`` site with no access log unless asked.
 
 Twisted's ``StreamServerEndpointService`` logs a failed ``listen()`` and
 carries on, leaving a server that listens nowhere; only a private flag makes
@@ -99,10 +99,14 @@ class ListeningService(Service):
 
 class QuietSite(Site):
     """
-    A ``twisted.web`` site whose access log goes to ``twisted.logger`` at
-    debug level, as ``keepalive_event="http"`` events with the method, path,
-    status and peer as fields: health probes and scrapes every few seconds
-    must not fill an operator's log.
+    A ``twisted.web`` site that logs no request unless ``access_log`` is
+    true: health probes and scrapes every few seconds must not fill an
+    operator's log, and twistd's log prints every level, debug included.
+    With ``access_log``, each request is an info event
+    (``keepalive_event="http"``) with the method, path, status and peer as
+    fields.
+
+    :param access_log: log every request; default ``False``.
     """
 
     #: No "Starting factory" line for every port.
@@ -110,9 +114,16 @@ class QuietSite(Site):
     #: Never show a traceback to a client.
     displayTracebacks = False
 
+    def __init__(self, *args: Any, access_log: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        #: Whether each request is logged.
+        self.access_log = access_log
+
     def log(self, request: Any) -> None:
-        """Log one request at debug level (twisted.web calls this once it is answered)."""
-        _log.debug(
+        """Log one request, if asked to (twisted.web calls this once it is answered)."""
+        if not self.access_log:
+            return
+        _log.info(
             "{method} {path} {code} from {peer}",
             method=request.method.decode("latin-1"),
             path=request.uri.decode("latin-1"),

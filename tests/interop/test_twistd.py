@@ -75,97 +75,157 @@ def test_help_shows_every_option_with_its_unit_and_default(tmp_path: Path) -> No
         "[default: on]",
         "--cors-origin=",
         "[default: same origin only]",
+        "--access-log= 'on' to log every plain HTTP request",
+        "[default: off]",
     ]:
         assert expected in help_text
 
 
+#: Bad options, each refused with one usage line: (options, the message, and
+#: the message with --workers 2 where it differs: an endpoint workers cannot
+#: share is refused as such first).
+BAD_OPTIONS = [
+    (["--ping-interval", "-1"], "--ping-interval must be a positive number of seconds"),
+    (["--ping-interval", "0"], "--ping-interval must be a positive number of seconds"),
+    (["--ping-interval", "soon"], "--ping-interval must be a positive number of seconds"),
+    (["--ping-timeout", "nan"], "--ping-timeout must be a positive number of seconds"),
+    (["--close-timeout", "off"], "--close-timeout must be a positive number of seconds"),
+    (
+        ["--listen", "carrier-pigeon:8080"],
+        "--listen 'carrier-pigeon:8080' is not a usable",
+        "cannot be shared by --workers: only tcp and tcp6 endpoints can be shared",
+    ),
+    (
+        ["--listen", "tcp:eighty"],
+        "--listen 'tcp:eighty' is not a usable endpoint",
+        "--listen 'tcp:eighty' cannot be shared by --workers: the port must be "
+        "a whole number from 0 to 65535, not 'eighty'",
+    ),
+    (
+        ["--listen", "ssl:8443:privateKey=/nonexistent.pem"],
+        "--listen 'ssl:8443:privateKey=",
+        "cannot be shared by --workers: terminate TLS in front of the workers",
+    ),
+    (["--protocol", "no_such_module.Chat"], "--protocol 'no_such_module.Chat' cannot be"),
+    (["--protocol", "os.path"], "must name a subclass of autobahn.twisted.websocket"),
+    (
+        ["--protocol", "autobahn.twisted.websocket.WebSocketClientProtocol"],
+        "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol",
+    ),
+    (["--max-message-size", "-1"], "--max-message-size must be a whole number"),
+    (["--backlog", "0"], "--backlog must be a positive whole number"),
+    (["--external-url", "http://example.com/"], "--external-url must be a ws:// or wss://"),
+    (["--no-such-option"], "option --no-such-option not recognized"),
+    (["--metrics", "tcp:nine"], "--metrics 'tcp:nine' is not a usable endpoint"),
+    (["--browser-heartbeat", "maybe"], "--browser-heartbeat must be on or off"),
+    (["--listen", "tcp:99999"], "the port must be a whole number from 0 to 65535"),
+    (["--listen", "tcp:-5"], "the port must be a whole number from 0 to 65535, not '-5'"),
+    (["--listen", "tcp6:port=70000"], "the port must be a whole number from 0 to 65535"),
+    (
+        ["--listen", "ssl:99999"],
+        "the port must be a whole number from 0 to 65535",
+        "cannot be shared by --workers: terminate TLS in front of the workers",
+    ),
+    (["--metrics", "tcp:65536"], "--metrics 'tcp:65536' is not a usable endpoint"),
+    (
+        ["--listen", "unix:/nonexistent/run/ws.sock"],
+        "the folder /nonexistent/run does not",
+        "cannot be shared by --workers: SO_REUSEPORT does not balance unix sockets",
+    ),
+    (
+        ["--listen", "tcp:0:interface=999.1.1.1"],
+        "the interface '999.1.1.1' is not an address",
+        "cannot be shared by --workers: the interface must be an IPv4 or IPv6 "
+        "address, not '999.1.1.1'",
+    ),
+    (["--listen", "tcp:0:interface=192.0.2.1"], "cannot listen on 192.0.2.1 port 0"),
+    (["--drain-grace", "-1"], "--drain-grace must be a number of seconds, 0 or more"),
+    (["--drain-spread", "soon"], "--drain-spread must be a number of seconds, 0 or more"),
+    (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
+    (["--demo", "maybe"], "--demo must be on or off"),
+    (["--access-log", "yes"], "--access-log must be on or off, not 'yes'"),
+    (["--cors-origin", "ftp://files.example.com"], "--cors-origin must be * or an origin"),
+    (["--cors-origin", "https://app.example.com/js"], "--cors-origin must be * or an origin"),
+    (["--framing", "wsproto"], "--framing must be one of autobahn, twisted, not 'wsproto'"),
+    (
+        ["--framing", "twisted", "--allowed-origin", "https://app.example.com:443"],
+        "--allowed-origin is not available with --framing twisted (Twisted's",
+    ),
+    (
+        ["--framing", "twisted", "--max-message-size", "1000"],
+        "--max-message-size is not available with --framing twisted (wsproto",
+    ),
+    (
+        ["--framing", "twisted", "--external-url", "wss://chat.example.com/"],
+        "--external-url is not available with --framing twisted",
+    ),
+    (
+        ["--framing", "twisted", "--protocol", "tests.interop.twistd_side.Shout"],
+        "must name a twisted.web.websocket protocol class with a buildProtocol(request) "
+        "class method, not <class 'tests.interop.twistd_side.Shout'>; it lacks "
+        "buildProtocol, negotiationStarted",
+    ),
+    (
+        ["--framing", "twisted", "--protocol", "tests.interop.twistd_side.WebShout.NOPE"],
+        "--protocol 'tests.interop.twistd_side.WebShout.NOPE' cannot be imported",
+    ),
+    (
+        ["--framing", "twisted", "--protocol", "os.path.join"],
+        "must name a twisted.web.websocket protocol class",
+    ),
+    (
+        ["--protocol", "tests.interop.twistd_side.WebShout"],
+        "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol, not "
+        "<class 'tests.interop.twistd_side.WebShout'>: a twisted.web.websocket protocol "
+        "is served with --framing twisted",
+    ),
+]
+
+#: Every option parsed as for one process, and as for --workers: the parent
+#: checks the endpoints (and each worker checks its options again).
+MODES = {"one process": [], "--workers 2": ["--workers", "2"]}
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
-    ("options", "message"),
-    [
-        (["--ping-interval", "-1"], "--ping-interval must be a positive number of seconds"),
-        (["--ping-interval", "0"], "--ping-interval must be a positive number of seconds"),
-        (["--ping-interval", "soon"], "--ping-interval must be a positive number of seconds"),
-        (["--ping-timeout", "nan"], "--ping-timeout must be a positive number of seconds"),
-        (["--close-timeout", "off"], "--close-timeout must be a positive number of seconds"),
-        (["--listen", "carrier-pigeon:8080"], "--listen 'carrier-pigeon:8080' is not a usable"),
-        (["--listen", "tcp:eighty"], "--listen 'tcp:eighty' is not a usable endpoint"),
-        (["--listen", "ssl:8443:privateKey=/nonexistent.pem"], "--listen 'ssl:8443:privateKey="),
-        (["--protocol", "no_such_module.Chat"], "--protocol 'no_such_module.Chat' cannot be"),
-        (["--protocol", "os.path"], "must name a subclass of autobahn.twisted.websocket"),
-        (
-            ["--protocol", "autobahn.twisted.websocket.WebSocketClientProtocol"],
-            "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol",
-        ),
-        (["--max-message-size", "-1"], "--max-message-size must be a whole number"),
-        (["--backlog", "0"], "--backlog must be a positive whole number"),
-        (["--external-url", "http://example.com/"], "--external-url must be a ws:// or wss://"),
-        (["--no-such-option"], "option --no-such-option not recognized"),
-        (["--metrics", "tcp:nine"], "--metrics 'tcp:nine' is not a usable endpoint"),
-        (["--browser-heartbeat", "maybe"], "--browser-heartbeat must be on or off"),
-        (["--listen", "tcp:99999"], "the port must be a whole number from 0 to 65535"),
-        (["--listen", "tcp:-5"], "the port must be a whole number from 0 to 65535, not '-5'"),
-        (["--listen", "tcp6:port=70000"], "the port must be a whole number from 0 to 65535"),
-        (["--listen", "ssl:99999"], "the port must be a whole number from 0 to 65535"),
-        (["--metrics", "tcp:65536"], "--metrics 'tcp:65536' is not a usable endpoint"),
-        (["--listen", "unix:/nonexistent/run/ws.sock"], "the folder /nonexistent/run does not"),
-        (["--listen", "tcp:0:interface=999.1.1.1"], "the interface '999.1.1.1' is not an address"),
-        (["--listen", "tcp:0:interface=192.0.2.1"], "cannot listen on 192.0.2.1 port 0"),
-        (["--drain-grace", "-1"], "--drain-grace must be a number of seconds, 0 or more"),
-        (["--drain-spread", "soon"], "--drain-spread must be a number of seconds, 0 or more"),
-        (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
-        (["--demo", "maybe"], "--demo must be on or off"),
-        (["--cors-origin", "ftp://files.example.com"], "--cors-origin must be * or an origin"),
-        (["--cors-origin", "https://app.example.com/js"], "--cors-origin must be * or an origin"),
-        (["--framing", "wsproto"], "--framing must be one of autobahn, twisted, not 'wsproto'"),
-        (
-            ["--framing", "twisted", "--allowed-origin", "https://app.example.com:443"],
-            "--allowed-origin is not available with --framing twisted (Twisted's",
-        ),
-        (
-            ["--framing", "twisted", "--max-message-size", "1000"],
-            "--max-message-size is not available with --framing twisted (wsproto",
-        ),
-        (
-            ["--framing", "twisted", "--external-url", "wss://chat.example.com/"],
-            "--external-url is not available with --framing twisted",
-        ),
-        (
-            ["--framing", "twisted", "--protocol", "tests.interop.twistd_side.Shout"],
-            "must name a twisted.web.websocket protocol class with a buildProtocol(request) "
-            "class method, not <class 'tests.interop.twistd_side.Shout'>; it lacks "
-            "buildProtocol, negotiationStarted",
-        ),
-        (
-            ["--framing", "twisted", "--protocol", "tests.interop.twistd_side.WebShout.NOPE"],
-            "--protocol 'tests.interop.twistd_side.WebShout.NOPE' cannot be imported",
-        ),
-        (
-            ["--framing", "twisted", "--protocol", "os.path.join"],
-            "must name a twisted.web.websocket protocol class",
-        ),
-        (
-            ["--protocol", "tests.interop.twistd_side.WebShout"],
-            "must name a subclass of autobahn.twisted.websocket.WebSocketServerProtocol, not "
-            "<class 'tests.interop.twistd_side.WebShout'>: a twisted.web.websocket protocol "
-            "is served with --framing twisted",
-        ),
-    ],
-    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+    ("options", "message", "workers_message"),
+    [(*row, None)[:3] for row in BAD_OPTIONS],
+    ids=[" ".join(row[0]) for row in BAD_OPTIONS],
 )
 def test_bad_option_is_refused_with_one_usage_line(
-    tmp_path: Path, options: list[str], message: str
+    tmp_path: Path, options: list[str], message: str, workers_message: str | None, mode: str
 ) -> None:
-    result = run_twistd("-n", "--pidfile=", "wskeepalive", *options, cwd=tmp_path)
-    _assert_one_usage_line(result, message)
+    result = run_twistd("-n", "--pidfile=", "wskeepalive", *MODES[mode], *options, cwd=tmp_path)
+    expected = workers_message if mode != "one process" and workers_message else message
+    _assert_one_usage_line(result, expected)
+
+
+def test_a_port_in_use_is_one_usage_line_for_one_process_and_for_workers(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for mode in MODES.values():
+            result = run_twistd(
+                "-n", "--pidfile=", "wskeepalive", *mode,
+                "--listen", f"tcp:{port}:interface=127.0.0.1",
+                cwd=tmp_path,
+            )  # fmt: skip
+            _assert_one_usage_line(
+                result, f"cannot listen on 127.0.0.1 port {port}: Address already in use"
+            )
 
 
 def _assert_one_usage_line(result: subprocess.CompletedProcess[str], message: str) -> None:
-    assert result.returncode != 0
+    # twistd's exit status for a usage error.
+    assert result.returncode == 1, result.stdout
     assert "Traceback" not in result.stdout
-    lines = result.stdout.strip().splitlines()
     # twistd's synopsis, our hint, and the message: not the whole option list.
-    assert len(lines) <= 4, result.stdout
-    assert message in lines[-1], result.stdout
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 3, result.stdout
+    assert lines[0] == "Usage: twistd [options]", result.stdout
+    assert lines[1] == "Run with --help for the options, with units and defaults.", result.stdout
+    assert message in lines[2], result.stdout
 
 
 _OPERATOR_IMPORTS = """\
@@ -240,19 +300,6 @@ def test_framing_twisted_without_twisted_websocket_says_what_to_install(tmp_path
         "cannot be imported"
         not in run_twistd("wskeepalive", "--help", cwd=tmp_path, import_from=older).stdout
     )
-
-
-def test_port_already_in_use_stops_twistd_with_an_error(tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = run_twistd(
-            "-n", "--pidfile=", "wskeepalive", "--listen", f"tcp:{port}:interface=127.0.0.1",
-            cwd=tmp_path,
-        )  # fmt: skip
-    assert result.returncode != 0
-    assert "Address already in use" in result.stdout
 
 
 # -- talking to peers ----------------------------------------------------------

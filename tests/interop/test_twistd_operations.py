@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 
 from tests.unit.wire import CLOSE, frame, parse_frames
 
-from .conftest import StartServer, free_port
+from .conftest import Server, StartServer, free_port
 
 
 def fetch(
@@ -48,75 +48,118 @@ def metrics_port_and_options() -> tuple[int, list[str]]:
 # -- probes --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["listen", "metrics"])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 def test_healthz_and_readyz_answer_200_on_every_port(
-    twistd: StartServer, framing: str, where: str, method: str
+    twistd: StartServer, framing: str, method: str
 ) -> None:
     metrics_port, options = metrics_port_and_options()
-    server = twistd(*options)
-    port = server.port if where == "listen" else metrics_port
-    assert port is not None
-    for path, text in (("/healthz", b"ok\n"), ("/readyz", b"ready\n")):
-        status, headers, body = fetch(port, path, method)
-        assert status == 200
-        assert headers["cache-control"] == "no-store"
-        assert headers["content-length"] == str(len(text))
-        assert body == (text if method == "GET" else b"")
+    second = free_port()
+    server = twistd("--listen", f"tcp:{second}:interface=127.0.0.1", *options)
+    assert server.port is not None
+    for port in (server.port, second, metrics_port):
+        for path, text in (("/healthz", b"ok\n"), ("/readyz", b"ready\n")):
+            status, headers, body = fetch(port, path, method)
+            assert status == 200, (port, path)
+            assert headers["cache-control"] == "no-store"
+            assert headers["content-type"] == "text/plain; charset=utf-8"
+            assert headers["content-length"] == str(len(text))
+            assert body == (text if method == "GET" else b"")
 
 
-def test_probes_and_page_fetches_log_no_warning(twistd: StartServer, framing: str) -> None:
-    server = twistd()
+def _fetch_every_page(server: Server, metrics_port: int) -> None:
     assert server.port is not None
     for path in ("/", "/keepalive.js", "/healthz", "/readyz", "/no/such/page") * 3:
         fetch(server.port, path)
     fetch(server.port, "/keepalive.js", "HEAD")
+    for path in ("/healthz", "/readyz", "/metrics"):
+        fetch(metrics_port, path)
     with connect(server.url) as client:
         client.send("still a WebSocket server")
         assert client.recv(timeout=5) == "still a WebSocket server"
+
+
+def test_probes_and_page_fetches_are_not_logged(twistd: StartServer, framing: str) -> None:
+    # twistd's own log prints every level, debug included: a probe every
+    # 2 s logged at any level would be a line every 2 s.
+    metrics_port, options = metrics_port_and_options()
+    server = twistd(*options)
+    _fetch_every_page(server, metrics_port)
     server.stop()
     loud = [e for e in server.log() if e.get("log_level") in (LogLevel.warn, LogLevel.error)]
     assert loud == [], loud
-    # Each request is in the access log, at debug level, with its fields.
+    assert server.log(keepalive_event="http") == []
+    printed = server.output()
+    assert "/healthz" not in printed and "/readyz" not in printed, printed
+    assert "dropping connection" not in printed
+
+
+def test_access_log_on_logs_each_request_with_its_fields(
+    twistd: StartServer, framing: str
+) -> None:
+    metrics_port, options = metrics_port_and_options()
+    server = twistd("--access-log", "on", *options)
+    _fetch_every_page(server, metrics_port)
+    server.stop()
+    loud = [e for e in server.log() if e.get("log_level") in (LogLevel.warn, LogLevel.error)]
+    assert loud == [], loud
     accessed = server.log(keepalive_event="http")
     assert {(e["method"], e["path"], e["code"]) for e in accessed} >= {
         ("GET", "/healthz", 200),
         ("GET", "/no/such/page", 404),
         ("HEAD", "/keepalive.js", 200),
+        ("GET", "/metrics", 200),
     }
-    assert {e["log_level"] for e in accessed} == {LogLevel.debug}
+    assert {e["log_level"] for e in accessed} == {LogLevel.info}
+    assert all(e["peer"].startswith("IPv4Address") for e in accessed)
 
 
 # -- pages through twisted.web -------------------------------------------------
 
 
-def test_the_module_revalidates_with_its_etag_and_last_modified(twistd: StartServer) -> None:
+#: The pages, and the Content-Type each is served with.
+PAGES = {
+    "/": ("text/html; charset=utf-8", b"<!doctype html"),
+    "/keepalive.js": ("text/javascript; charset=utf-8", b"export"),
+}
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_a_page_revalidates_with_its_etag_and_last_modified(
+    twistd: StartServer, framing: str, path: str
+) -> None:
     server = twistd()
     assert server.port is not None
-    status, headers, body = fetch(server.port, "/keepalive.js")
-    assert status == 200 and b"export" in body
+    content_type, start = PAGES[path]
+    status, headers, body = fetch(server.port, path)
+    assert status == 200 and start in body.lower()
+    assert headers["content-type"] == content_type
+    assert headers["x-content-type-options"] == "nosniff"
     etag, modified = headers["etag"], headers["last-modified"]
     assert headers["cache-control"] == "no-cache"
-    assert fetch(server.port, "/keepalive.js", **{"If-None-Match": etag})[0] == 304
-    assert fetch(server.port, "/keepalive.js", **{"If-Modified-Since": modified})[0] == 304
+    assert fetch(server.port, path, **{"If-None-Match": etag})[:3:2] == (304, b"")
+    assert fetch(server.port, path, **{"If-Modified-Since": modified})[:3:2] == (304, b"")
     # Another version's tag wins over a date that would match.
     status, _, again = fetch(
         server.port,
-        "/keepalive.js",
+        path,
         **{"If-None-Match": '"another-version"', "If-Modified-Since": modified},
     )
     assert (status, again) == (200, body)
 
 
-def test_head_answers_with_the_headers_of_a_get(twistd: StartServer) -> None:
+@pytest.mark.parametrize("path", PAGES)
+def test_head_answers_with_the_headers_of_a_get(
+    twistd: StartServer, framing: str, path: str
+) -> None:
     server = twistd()
     assert server.port is not None
-    _, got, body = fetch(server.port, "/keepalive.js")
-    status, head, nothing = fetch(server.port, "/keepalive.js", "HEAD")
+    _, got, body = fetch(server.port, path)
+    status, head, nothing = fetch(server.port, path, "HEAD")
     assert (status, nothing) == (200, b"")
     assert head["content-length"] == str(len(body))
-    assert head["content-type"] == got["content-type"] == "text/javascript; charset=utf-8"
+    assert head["content-type"] == got["content-type"] == PAGES[path][0]
     assert head["etag"] == got["etag"]
+    assert head["last-modified"] == got["last-modified"]
 
 
 def test_cors_origin_lets_that_origin_import_the_module(twistd: StartServer) -> None:
@@ -216,15 +259,21 @@ def test_readyz_turns_503_at_once_and_new_connections_are_served_during_the_grac
     twistd: StartServer, framing: str, signal_number: int
 ) -> None:
     metrics_port, options = metrics_port_and_options()
-    server = twistd("--drain-grace", "3", "--drain-spread", "0", *options)
+    second = free_port()
+    server = twistd(
+        "--drain-grace", "3", "--drain-spread", "0",
+        "--listen", f"tcp:{second}:interface=127.0.0.1", *options,
+    )  # fmt: skip
     assert server.port is not None
     early = RawClient(server.port)
     sent = time.monotonic()
     server.process.send_signal(signal_number)
     wait_for_readyz(server.port, 503)
-    assert fetch(metrics_port, "/readyz")[:1] == (503,)
-    assert fetch(server.port, "/readyz")[2] == b"draining\n"
-    assert fetch(server.port, "/healthz")[0] == 200
+    for port in (server.port, second, metrics_port):
+        for method in ("GET", "HEAD"):
+            status, _, body = fetch(port, "/readyz", method)
+            assert (status, body) == (503, b"draining\n" if method == "GET" else b""), port
+            assert fetch(port, "/healthz", method)[0] == 200
     # During the grace the server still takes new connections and serves them.
     with connect(server.url, open_timeout=5) as newcomer:
         newcomer.send("served during the grace")

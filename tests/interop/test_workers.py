@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from . import workers_support
 from .conftest import StartServer, free_port, run_twistd
@@ -168,3 +170,30 @@ def test_a_second_sigterm_hurries_every_worker_through_its_grace(
     assert {e["worker_pid"] for e in hurried if "worker_pid" in e} == set(pids.values())
     closes = server.log(keepalive_event="close", code=1001)
     assert len(closes) == CONNECTIONS
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_whole_process_group_drains_once_with_its_grace(
+    supervisor: StartSupervisor, clients: OpenClients, signal_number: int
+) -> None:
+    # A terminal's Ctrl-C (SIGINT) and systemd's default KillMode (SIGTERM)
+    # reach every worker directly as well as through the parent: still one
+    # stop, not a second signal that would skip the grace.
+    server = supervisor("--drain-grace", "3", "--drain-spread", "0", own_group=True)
+    worker_pids(server, 2)
+    opened = clients(server)
+    for client in opened:
+        client.ping().wait(5)
+    sent = time.monotonic()
+    os.killpg(server.process.pid, signal_number)
+    wait_for_log(server, lambda events: len(events) >= 2, keepalive_event="drain_start")
+    with connect(server.url, open_timeout=5) as newcomer:
+        newcomer.send("served during the grace")
+        assert newcomer.recv(timeout=5) == "served during the grace"
+    for client in opened:
+        with pytest.raises(ConnectionClosed) as closed:
+            client.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert time.monotonic() - sent >= 2.5, "the grace was cut short"
+    assert server.process.wait(30) == 0, server.output()
+    assert not server.log(keepalive_event="drain_hurry")

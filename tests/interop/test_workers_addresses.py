@@ -53,3 +53,18 @@ def test_tcp_with_an_ipv6_interface_listens_on_ipv6(supervisor: StartSupervisor)
 )
 def test_a_bad_interface_is_one_usage_line(tmp_path: Path, listen: str, message: str) -> None:
     assert message in usage_error(tmp_path, "--workers", "2", "--listen", listen)
+
+
+@pytest.mark.parametrize("workers", [["--workers", "2"], []], ids=["--workers 2", "one process"])
+def test_a_port_another_supervisor_serves_is_in_use(
+    supervisor: StartSupervisor, tmp_path: Path, workers: list[str]
+) -> None:
+    # Its sockets carry SO_REUSEPORT, which would let a second --workers
+    # server (same user) join the port silently and take half its clients.
+    first = supervisor()
+    worker_pids(first, 2)
+    printed = usage_error(
+        tmp_path, *workers, "--listen", f"tcp:{first.port}:interface=127.0.0.1"
+    )  # fmt: skip
+    assert f"cannot listen on 127.0.0.1 port {first.port}: Address already in use" in printed
+    assert "Traceback" not in printed

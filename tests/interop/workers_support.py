@@ -91,7 +91,8 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
     Start ``[PREFIX...] twistd -n TWISTD_OPTIONS... wskeepalive --listen
     LISTEN --workers N OPTIONS...`` and wait until its N workers listen;
     ``listen`` defaults to a free loopback TCP port; ``import_from`` is a
-    folder of an operator's modules, put on ``PYTHONPATH``.  ``server.port``
+    folder of an operator's modules, put on ``PYTHONPATH``; ``own_group``
+    starts it in a process group of its own.  ``server.port``
     is the port the workers share (the one the kernel chose, for ``tcp:0``).
     Supervisors still running at the end get SIGTERM and must exit 0.
     """
@@ -105,6 +106,7 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
         prefix: Sequence[str] = (),
         host: str = "127.0.0.1",
         import_from: Path | None = None,
+        own_group: bool = False,
     ) -> Server:
         if listen is None:
             listen = f"tcp:{free_port()}:interface=127.0.0.1"
@@ -136,6 +138,9 @@ def supervisor(tmp_path: Path) -> Iterator[StartSupervisor]:
                 env=env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # A process group of its own, for a test to signal it whole
+                # as a terminal's Ctrl-C or systemd's default KillMode does.
+                start_new_session=own_group,
             )
         server = Server(process, "", output_path, log_path)
         servers.append(server)

@@ -14,6 +14,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, eventAsJSON
 
+from twisted_keepalive.server.workers.backoff import (
+    FIRST_RESTART_DELAY,
+    MAX_RESTART_DELAY,
+    STABLE_AFTER,
+    Backoff,
+)
 from twisted_keepalive.server.workers.control import LISTENING, PROBE_REPLY, read_probe
 from twisted_keepalive.server.workers.liveness import START_TIMEOUT, Liveness, probe_interval
 from twisted_keepalive.server.workers.process import Phase, WorkerProcess
@@ -111,6 +117,17 @@ def test_probes_and_retire_are_lines_on_stdin() -> None:
     assert worker.phase is Phase.RETIRING
 
 
+def test_stop_and_hurry_are_lines_on_stdin_not_signals() -> None:
+    # A stop signal often reaches the workers directly too (Ctrl-C, systemd):
+    # the parent's SIGTERM on top would be a worker's second signal.
+    worker, pipe = _worker(Clock())
+    worker.stop()
+    worker.hurry()
+    assert pipe.written == [b"stop\n", b"hurry\n"]
+    assert pipe.signals == []
+    assert worker.phase is Phase.STOPPING
+
+
 def _liveness(clock: Clock, workers: list[Any], timeout: float = 3.0) -> list[tuple[Any, float]]:
     hung: list[tuple[Any, float]] = []
     liveness = Liveness(
@@ -176,3 +193,12 @@ def test_a_late_round_judges_nobody() -> None:
 @pytest.mark.parametrize("timeout", [1.0, 3.0, 30.0, 600.0])
 def test_the_probe_interval_keeps_silence_far_from_the_timeout(timeout: float) -> None:
     assert 0 < probe_interval(timeout) <= min(timeout / 3, 5.0)
+
+
+def test_workers_that_keep_dying_young_wait_ever_longer_and_one_that_ran_waits_little() -> None:
+    backoff = Backoff(2)
+    young = [backoff.delay(0, ran=0.5) for _ in range(9)]
+    assert young == [FIRST_RESTART_DELAY * 2**n for n in range(7)] + [MAX_RESTART_DELAY] * 2
+    assert backoff.delay(1, ran=0.5) == FIRST_RESTART_DELAY  # each seat its own
+    assert backoff.delay(0, ran=STABLE_AFTER + 1) == FIRST_RESTART_DELAY
+    assert backoff.delay(0, ran=0.5) == FIRST_RESTART_DELAY

@@ -63,9 +63,9 @@ def test_the_description_round_trips() -> None:
 @pytest.mark.parametrize(
     ("description", "message"),
     [
-        ("tcp:http", "the port must be a whole number, 0 to 65535, not 'http'"),
-        ("tcp:65536", "the port must be a whole number, 0 to 65535, not '65536'"),
-        ("tcp:80:backlog=0", "the backlog must be a whole number, 1 or more, not '0'"),
+        ("tcp:http", "the port must be a whole number from 0 to 65535, not 'http'"),
+        ("tcp:65536", "the port must be a whole number from 0 to 65535, not '65536'"),
+        ("tcp:80:backlog=0", "the backlog must be a whole number 1 or more, not '0'"),
         ("tcp:80:interface=localhost", "must be an IPv4 or IPv6 address, not 'localhost'"),
         ("tcp:80:reuse=1", "tcp endpoints take no reuse="),
         ("tcp:interface=\\:\\:1", "the port is missing"),

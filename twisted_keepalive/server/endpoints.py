@@ -39,10 +39,16 @@ def metrics_endpoint(description: str | None) -> str | None:
     return description
 
 
-def listen_description(description: str, backlog: int) -> str:
-    """``description`` with the backlog filled in, once it proved usable."""
+def listen_description(description: str, backlog: int, *, shared: bool = False) -> str:
+    """
+    ``description`` with the backlog filled in, once it proved usable.
+
+    :param shared: the port is one a ``--workers`` parent reserved for its
+        workers (this is a worker checking its options): bound already, with
+        ``SO_REUSEPORT``, and free to bind beside.
+    """
     full = _with_backlog(description, backlog)
-    _check_endpoint("listen", description, full)
+    _check_endpoint("listen", description, full, shared=shared)
     return full
 
 
@@ -50,7 +56,7 @@ def listen_description(description: str, backlog: int) -> str:
 _PORT_ENDPOINT_TYPES = frozenset({"tcp", "tcp6", "ssl"})
 
 
-def _port_problem(description: str) -> str | None:
+def _port_problem(description: str, shared: bool) -> str | None:
     # serverFromString takes any integer as a port, any text as an
     # interface, any path for a socket; listening fails only at start-up,
     # with a traceback.  Trying a socket now makes each a usage error.
@@ -72,13 +78,14 @@ def _port_problem(description: str) -> str | None:
         port = -1
     if not 0 <= port <= 65535:
         return f"the port must be a whole number from 0 to 65535, not {given!r}"
-    return _bind_problem(_field(fields, "interface") or "", port, kind == "tcp6")
+    return _bind_problem(_field(fields, "interface") or "", port, kind == "tcp6", shared)
 
 
-def _bind_problem(interface: str, port: int, ipv6: bool) -> str | None:
+def _bind_problem(interface: str, port: int, ipv6: bool, shared: bool) -> str | None:
     # What listenTCP will do: bind with SO_REUSEADDR, the family from the
-    # interface's address.  SO_REUSEPORT too, so that a port the workers of
-    # --workers share (a worker checks its options as well) is not "in use".
+    # interface's address.  SO_REUSEPORT only in a worker, whose port its
+    # parent holds: anywhere else a port bound with it is another server's
+    # (another --workers server would otherwise join it silently, same user).
     try:
         family, *_, address = socket.getaddrinfo(
             interface or ("::" if ipv6 else "0.0.0.0"), port, type=socket.SOCK_STREAM
@@ -87,7 +94,7 @@ def _bind_problem(interface: str, port: int, ipv6: bool) -> str | None:
         return f"the interface {interface!r} is not an address: {_one_line(e)}"
     with socket.socket(family, socket.SOCK_STREAM) as trial:
         trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
+        if shared and hasattr(socket, "SO_REUSEPORT"):
             trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             trial.bind(address)
@@ -106,12 +113,14 @@ def _field(fields: list[str], name: str) -> str | None:
     return None
 
 
-def _check_endpoint(option: str, description: str, built: str | None = None) -> None:
+def _check_endpoint(
+    option: str, description: str, built: str | None = None, *, shared: bool = False
+) -> None:
     # Building the endpoint parses the string and loads TLS keys and
     # certificates: a typo fails here, as a usage error, not at startup.
     from twisted.internet import reactor
 
-    problem = _port_problem(description)
+    problem = _port_problem(description, shared)
     if problem is not None:
         raise usage.UsageError(f"--{option} {description!r} is not a usable endpoint: {problem}")
 

@@ -1,7 +1,8 @@
 """
-The command line of ``twistd wskeepalive``: every option with its help text
-(units and defaults), and :class:`Options`, which turns what was given into
-:class:`~.settings.Settings` -- or into one usage line, never a traceback.
+The command line of ``twistd wskeepalive``: :class:`Options`, which turns
+what was given into :class:`~.settings.Settings` -- or into one usage line,
+never a traceback.  The options' help texts (units and defaults) are in
+:mod:`.option_list`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,10 @@ from typing import Any, TypeVar
 from twisted.python import usage
 
 from . import framing, parsing
-from .gc import GC_POLICIES, GC_SCHEDULED
+from .gc import GC_POLICIES
+from .option_list import OPTION_PARAMETERS
 from .pages import cors_origins
-from .settings import (
-    DEFAULT_BACKLOG,
-    DEFAULT_DRAIN_SPREAD,
-    DEFAULT_LISTEN,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_WORKER_TIMEOUT,
-    Settings,
-)
+from .settings import DEFAULT_LISTEN, DEFAULT_MAX_MESSAGE_SIZE, Settings
 
 __all__ = ["Options"]
 
@@ -58,148 +53,13 @@ class Options(usage.Options):
         "--close-timeout, and exits 0; a second signal skips the rest of the grace and spread."
     )
 
-    optParameters: list[list[Any]] = [  # noqa: RUF012 -- the shape usage.Options reads
-        [
-            "ping-interval",
-            None,
-            None,
-            "Seconds between keepalive pings, or 'off' to send none. "
-            "[default: 20.0, or the ping_interval of a --protocol that subclasses KeepaliveMixin]",
-        ],
-        [
-            "ping-timeout",
-            None,
-            None,
-            "Seconds to wait for the pong before failing the connection with 1011 "
-            "'keepalive ping timeout', or 'off' to never fail it. "
-            "[default: 20.0, or the ping_timeout of a --protocol that subclasses KeepaliveMixin]",
-        ],
-        [
-            "close-timeout",
-            None,
-            None,
-            "Seconds a closing handshake may take (after a keepalive timeout, or at "
-            "shutdown) before the TCP connection is aborted. "
-            "[default: 10.0, or the close_timeout of a --protocol that subclasses KeepaliveMixin]",
-        ],
-        [
-            "drain-grace",
-            None,
-            "0",
-            "Seconds a stop keeps serving, new connections included, after /readyz turned "
-            "503: behind a load balancer, at least its health-check interval times the "
-            "failures it needs to take the server out (e.g. HAProxy's inter 2s fall 3: 6).",
-        ],
-        [
-            "drain-spread",
-            None,
-            str(DEFAULT_DRAIN_SPREAD),
-            "Seconds over which a stop spreads the 1001s, so that the clients reconnect "
-            "elsewhere at a steady rate, not all at once; 0 sends them together.",
-        ],
-        [
-            "demo",
-            None,
-            "on",
-            "'on' to serve the demo page at /, 'off' to answer 404 there "
-            "(/keepalive.js, /healthz and /readyz are always served).",
-        ],
-        [
-            "browser-heartbeat",
-            None,
-            None,
-            "'on' to answer the heartbeats of the browser module served at /keepalive.js "
-            "(text messages starting with NUL 'wsk1 ping') and keep them from the "
-            "protocol's onMessage; 'off' to pass them on as ordinary messages. "
-            "[default: on, or the browser_heartbeat of a --protocol that sets it]",
-        ],
-        [
-            "framing",
-            None,
-            framing.AUTOBAHN,
-            "The WebSocket implementation: 'autobahn', or 'twisted' for Twisted's own "
-            "twisted.web.websocket (Twisted 25.5 or later: pip install "
-            "'twisted-keepalive[web]'). Twisted's has no --allowed-origin, --max-message-size "
-            "or --external-url, and does not tell the close code of a Close the peer sent.",
-        ],
-        [
-            "protocol",
-            None,
-            None,
-            "Dotted name of the protocol class to serve: with --framing autobahn an "
-            "autobahn.twisted.websocket.WebSocketServerProtocol subclass (KeepaliveMixin is "
-            "added if the class lacks it); with --framing twisted a twisted.web.websocket "
-            "protocol class with a buildProtocol(request) class method. "
-            f"[default: {framing.DEFAULT_PROTOCOLS[framing.AUTOBAHN]}, or "
-            f"{framing.DEFAULT_PROTOCOLS[framing.TWISTED]} with --framing twisted]",
-        ],
-        [
-            "max-message-size",
-            None,
-            None,
-            "Largest message accepted, in bytes (0: no limit); a larger one fails "
-            "the connection with 1009. Not with --framing twisted: wsproto has no limit. "
-            f"[default: {DEFAULT_MAX_MESSAGE_SIZE}]",
-        ],
-        [
-            "external-url",
-            None,
-            None,
-            "The ws:// or wss:// URL clients use to reach this server (behind a proxy, "
-            "the proxy's), given to Autobahn's factory: the protocol sees it as "
-            "factory.url. Not with --framing twisted. [default: none]",
-        ],
-        [
-            "metrics",
-            None,
-            None,
-            "Serve Prometheus metrics at /metrics on this Twisted endpoint, e.g. "
-            "tcp:9100:interface=127.0.0.1 (needs the metrics extra: "
-            "pip install 'twisted-keepalive[metrics]'). [default: off]",
-        ],
-        [
-            "workers",
-            None,
-            "1",
-            "Processes to run, each with its own reactor, all serving the --listen ports "
-            "(tcp and tcp6 only; the kernel spreads connections over them with "
-            "SO_REUSEPORT). A worker that dies is replaced; SIGTERM stops them all. "
-            "With --metrics, one endpoint serves every worker's metrics, labelled by worker. "
-            "SIGHUP replaces the workers one at a time (see docs/workers.md).",
-        ],
-        [
-            "worker-timeout",
-            None,
-            f"{DEFAULT_WORKER_TIMEOUT:g}",
-            "With --workers: seconds a worker's reactor may leave the parent's probes "
-            "unanswered before the worker is killed (SIGKILL) and replaced, or 'off'. "
-            "A blocked reactor accepts no connections and pings no clients; 30 s is "
-            "far beyond any stall of a healthy one (a full garbage collection or "
-            "closing 10,000 connections takes under a second) and shorter than a "
-            "client's default ping interval plus timeout (40 s).",
-        ],
-        [
-            "gc",
-            None,
-            GC_SCHEDULED,
-            "How Python's cyclic garbage collector runs: 'scheduled' freezes every "
-            "second what has survived (automatic collections then walk only younger "
-            "objects) and collects everything every 5 minutes, or once a quarter of the "
-            "connections have closed, at most once a minute, so that its passes over "
-            "every connection rarely delay keepalive pings; 'python' leaves Python's "
-            "own thresholds alone.",
-        ],
-        [
-            "backlog",
-            None,
-            str(DEFAULT_BACKLOG),
-            "Connections the kernel may queue before they are accepted, for tcp, "
-            "tcp6, ssl and unix endpoints that do not set backlog= themselves "
-            "(capped by net.core.somaxconn).",
-        ],
-    ]
+    optParameters: list[list[Any]] = OPTION_PARAMETERS  # the shape usage.Options reads
 
     settings: Settings
+
+    #: Set by a worker of ``--workers`` before parsing: its ``--listen``
+    #: ports are its parent's, reserved with ``SO_REUSEPORT``, not in use.
+    shares_ports = False
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -266,7 +126,9 @@ class Options(usage.Options):
         chosen = framing.chosen(self["framing"])
         framing.refuse_autobahn_only(chosen, self)
         self.settings = Settings(
-            listen=tuple(parsing.listen_description(d, backlog) for d in listen),
+            listen=tuple(
+                parsing.listen_description(d, backlog, shared=self.shares_ports) for d in listen
+            ),
             framing=chosen,
             protocol=framing.served_protocol(chosen, self["protocol"]),
             keepalive=MappingProxyType(keepalive),
@@ -287,6 +149,7 @@ class Options(usage.Options):
             demo=parsing.on_off("demo", self["demo"]),
             cors_origins=parsing.checked(cors_origins, self["cors-origin"]),
             worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
+            access_log=parsing.on_off("access-log", self["access-log"]),
         )
 
     def worker_arguments(self) -> list[str]:

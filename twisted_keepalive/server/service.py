@@ -70,7 +70,7 @@ def build_site(
     if settings.demo:
         children[b""] = PackageFile(*DEMO_PAGE)
     root = ServerRoot(websocket, children)
-    return ServerSite(root, timeout=idle_timeout)
+    return ServerSite(root, timeout=idle_timeout, access_log=settings.access_log)
 
 
 def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, TakeoverResource]:
@@ -143,7 +143,11 @@ def build_service(
         from twisted_keepalive.metrics import MetricsService
 
         metrics = MetricsService(
-            settings.metrics, [collect_stats(counted)], reactor, children=health_children(ready)
+            settings.metrics,
+            [collect_stats(counted)],
+            reactor,
+            children=health_children(ready),
+            access_log=settings.access_log,
         )
         metrics.registry.register(gc_collector(collection))
         service.addService(metrics)  # type: ignore[no-untyped-call]

@@ -87,6 +87,8 @@ class Settings:
         origin (``*`` for any).
     :ivar worker_timeout: seconds a worker's reactor may leave the parent's
         probes unanswered before it is killed and replaced; ``None`` never.
+    :ivar access_log: whether every plain HTTP request (pages, probes,
+        scrapes) is logged, at info level.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -106,6 +108,7 @@ class Settings:
     demo: bool = True
     cors_origins: tuple[str, ...] = ()
     worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT
+    access_log: bool = False
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """

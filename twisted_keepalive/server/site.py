@@ -77,7 +77,7 @@ class ServerSite(QuietSite):
     requestFactory = CountedRequest
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(*args, **kwargs)
         #: The requests whose answer or handover is still to come.
         self.under_way: WeakSet[CountedRequest] = WeakSet()
 

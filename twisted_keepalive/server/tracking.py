@@ -17,9 +17,25 @@ from twisted_keepalive import Timeout
 
 from .connections import GOING_AWAY_CODE, GOING_AWAY_REASON, ConnectionTracker
 
-__all__ = ["GOING_AWAY_CODE", "GOING_AWAY_REASON", "ServerFactory", "TrackedConnection"]
+__all__ = [
+    "AUTOBAHN_DISPATCHERS",
+    "GOING_AWAY_CODE",
+    "GOING_AWAY_REASON",
+    "ServerFactory",
+    "TrackedConnection",
+]
 
 _log = Logger(namespace="twisted_keepalive")
+
+#: Autobahn's private dispatchers :class:`TrackedConnection` wraps.  Autobahn
+#: has no public hook that runs whatever the application's class does: an
+#: operator's ``onOpen`` / ``onClose`` without ``super()`` would skip the
+#: tracking, and the drain would never close that connection.  They are
+#: among the mixin's :data:`~twisted_keepalive.autobahn.hooks.HOOKED_METHODS`,
+#: checked when the library is imported (one error naming the Autobahn
+#: version, not a server that silently tracks nothing); the unit tests fail
+#: if one disappears.
+AUTOBAHN_DISPATCHERS = ("_onOpen", "_onClose")
 
 
 class TrackedConnection:

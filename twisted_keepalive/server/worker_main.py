@@ -27,7 +27,16 @@ from twisted.python.failure import Failure
 from .options import Options
 from .service import build_service
 from .shutdown import WebSocketService
-from .workers.control import LISTENING, PROBE_REPLY, RETIRE, reactor_name, read_command, read_probe
+from .workers.control import (
+    HURRY,
+    LISTENING,
+    PROBE_REPLY,
+    RETIRE,
+    STOP,
+    reactor_name,
+    read_command,
+    read_probe,
+)
 from .workers.ports import Address, ReusePortEndpoint
 
 __all__ = ["main"]
@@ -44,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # install the default one.
             installReactor(command.reactor)
         options = Options()
+        options.shares_ports = True
         options.parseOptions(list(command.options))
     except (usage.UsageError, ValueError, NoSuchReactor) as e:
         print(f"twisted_keepalive.server.worker_main: {e}", file=sys.stderr)
@@ -90,14 +100,19 @@ class _Worker:
 
     def _signalled(self, name: str) -> None:
         # As for one server: the first stops gracefully (or lets a retire
-        # under way finish), the next ones hurry the drain.
+        # under way finish), the next ones hurry the drain.  The parent's
+        # "stop" is not counted: the same signal often reached both.
         self._signals += 1
         if self._signals == 1:
             self.stop()
-            return
+        else:
+            self.hurry(name)
+
+    def hurry(self, why: str) -> None:
+        """Skip what is left of the grace and spread of the drain."""
         _log.info(
             "{signal} during the drain: skipping the rest of the grace and spread",
-            signal=name,
+            signal=why,
             keepalive_event="drain_hurry",
         )
         self._service.hurry()
@@ -165,6 +180,10 @@ class _Parent(LineOnlyReceiver):
             _log.debug("probe {probe} answered", probe=probe, keepalive_event=PROBE_REPLY)
         elif line.strip() == RETIRE:
             self._worker.retire()
+        elif line.strip() == STOP:
+            self._worker.stop()
+        elif line.strip() == HURRY:
+            self._worker.hurry("the parent's second stop signal")
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         # The parent holds our stdin: it closes when the parent goes away.

@@ -19,8 +19,8 @@ modules, in the order a worker's life meets them:
 - :mod:`.process` -- one worker as the parent sees it: its log relayed
   (each event with ``worker`` and ``worker_pid``), probe answers consumed,
   the moment it listens, its end;
-- :mod:`.supervisor` -- N seats, a crashed or hung worker replaced with
-  backoff, SIGTERM or SIGINT drains every worker and exits 0;
+- :mod:`.supervisor` -- N seats, a crashed or hung worker replaced after
+  a delay (:mod:`.backoff`), SIGTERM or SIGINT drains every worker and exits 0;
 - :mod:`.liveness` -- probes; a worker whose reactor answers none for
   ``--worker-timeout`` is killed and replaced;
 - :mod:`.rolling` and :mod:`.hangup` -- SIGHUP replaces the workers one

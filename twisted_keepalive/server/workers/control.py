@@ -17,10 +17,22 @@ keep serving; restart the parent to change how the two talk.
   parent takes it as a sign of life and does not relay it;
 - ``retire`` -- drain without the grace period (others serve this port
   already), then exit 0;
+- ``stop`` -- the parent is stopping: drain as one server does on SIGTERM,
+  then exit 0;
+- ``hurry`` -- a second stop signal reached the parent: skip what is left of
+  the grace and spread;
 - end of file -- the parent has gone: stop as after SIGTERM.
 
-Signals keep the meaning they have for one server: SIGTERM and SIGINT stop
-the worker gracefully.
+The parent says ``stop`` and ``hurry`` on stdin rather than with signals
+because a stop signal often reaches the workers directly too: a terminal's
+Ctrl-C goes to the whole process group, systemd's default ``KillMode``
+signals the whole control group.  Taken with the parent's SIGTERM, that
+would be a worker's second signal, and would cut its grace short.  Signals
+to a worker keep the meaning they have for one server: the first stops it
+gracefully, the next ones hurry the drain; the parent's ``stop`` is never
+counted among them.  (A worker of this code still follows a parent that
+sends SIGTERM instead, as the parent of a rolling restart onto this code
+does: the conversation's version stays 1.)
 
 **Stdout** carries the worker's log as JSON records (``jsonFileLogObserver``),
 which the parent relays into its own log; :data:`LISTENING` says the
@@ -43,9 +55,11 @@ from twisted.application.reactors import getReactorTypes
 
 __all__ = [
     "COMMAND_VERSION",
+    "HURRY",
     "LISTENING",
     "PROBE_REPLY",
     "RETIRE",
+    "STOP",
     "WORKER_MODULE",
     "WorkerCommand",
     "probe_line",
@@ -68,6 +82,12 @@ LISTENING = "worker_listening"
 
 #: The line that tells a worker to drain without grace and exit.
 RETIRE = b"retire"
+
+#: The line that tells a worker to drain (with the grace) and exit.
+STOP = b"stop"
+
+#: The line that tells a draining worker to skip the rest of its grace and spread.
+HURRY = b"hurry"
 
 _PROBE = b"probe"
 

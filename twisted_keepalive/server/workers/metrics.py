@@ -70,18 +70,25 @@ def free_loopback_port() -> int:
 
 
 def merged_metrics_listener(
-    description: str, seats: Callable[[], Sequence[Seat]], reactor: Any, ready: Ready
+    description: str,
+    seats: Callable[[], Sequence[Seat]],
+    reactor: Any,
+    ready: Ready,
+    *,
+    access_log: bool = False,
 ) -> ListeningService:
     """
     The service that serves every seat's metrics at ``/metrics`` on
-    ``description``, and the parent's ``/healthz`` and ``/readyz``.
+    ``description``, and the parent's ``/healthz`` and ``/readyz``; with
+    ``access_log``, each request is logged.
     """
     root = Resource()  # type: ignore[no-untyped-call]
     root.putChild(b"metrics", _MergedMetrics(seats, reactor))  # type: ignore[arg-type]
     for name, child in health_children(ready).items():
         root.putChild(name, child)  # type: ignore[arg-type]
     endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
-    return ListeningService(endpoint, QuietSite(root))  # type: ignore[no-untyped-call]
+    site = QuietSite(root, access_log=access_log)
+    return ListeningService(endpoint, site)
 
 
 async def scrape(seats: Sequence[Seat], reactor: Any) -> bytes:

@@ -214,6 +214,7 @@ def _whole_number(name: str, text: str, minimum: int, maximum: int | None) -> in
     except ValueError:
         value = minimum - 1
     if value < minimum or (maximum is not None and value > maximum):
-        upto = f" to {maximum}" if maximum is not None else " or more"
-        raise ValueError(f"the {name} must be a whole number, {minimum}{upto}, not {text!r}")
+        # Worded as the one-process check words it (parsing.py, endpoints.py).
+        span = f"from {minimum} to {maximum}" if maximum is not None else f"{minimum} or more"
+        raise ValueError(f"the {name} must be a whole number {span}, not {text!r}")
     return value

@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import error
+from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from .control import LISTENING, PROBE_REPLY, RETIRE, probe_line
+from .control import HURRY, LISTENING, PROBE_REPLY, RETIRE, STOP, probe_line
 
-__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within"]
+__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within", "stop_all"]
 
 _log = Logger(namespace="twisted_keepalive")
 
@@ -162,10 +162,15 @@ class WorkerProcess(ProcessProtocol):
         self._write(RETIRE + b"\n")
 
     def stop(self) -> None:
-        """SIGTERM: drain as a single server does on shutdown."""
+        """Tell the worker to drain as a single server does on SIGTERM, and exit."""
         if self.phase is not Phase.KILLED:
             self.phase = Phase.STOPPING
-        self.signal("TERM")
+        # On stdin, not as SIGTERM: see control.py.
+        self._write(STOP + b"\n")
+
+    def hurry(self) -> None:
+        """Tell a draining worker to skip the rest of its grace and spread."""
+        self._write(HURRY + b"\n")
 
     def kill_hung(self) -> None:
         """SIGKILL, for not answering probes: its later answers are ignored."""
@@ -215,3 +220,26 @@ def fired_within(clock: Any, seconds: float, *waited: Deferred[Any]) -> Deferred
     for deferred in waited:
         deferred.addBoth(settle, True)
     return outcome
+
+
+async def stop_all(workers: list[WorkerProcess], bound: float, clock: Any) -> None:
+    """
+    Tell every one of ``workers`` to stop (each drains), and SIGKILL those
+    still running ``bound`` seconds later; returns once all have exited.
+    """
+    _log.info("stopping {count} workers", count=len(workers), keepalive_event="workers_stop")
+    for worker in workers:
+        worker.stop()
+    every_one = defer.DeferredList([w.ended for w in workers])
+    if await fired_within(clock, bound, every_one):
+        return
+    left = [w for w in workers if not w.ended.called]
+    _log.warn(
+        "killing {count} workers still running {seconds} s after they were told to stop",
+        count=len(left),
+        seconds=bound,
+        keepalive_event="workers_kill",
+    )
+    for worker in left:
+        worker.signal("KILL")
+    await defer.DeferredList([w.ended for w in left])

@@ -28,32 +28,24 @@ from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..health import Ready
 from ..settings import Settings
+from .backoff import FIRST_RESTART_DELAY, MAX_RESTART_DELAY, STABLE_AFTER, Backoff
 from .control import WorkerCommand, reactor_name
 from .hangup import OnHangup
 from .liveness import Liveness
 from .metrics import Seat, free_loopback_port, merged_metrics_listener
 from .ports import reserve
-from .process import Phase, WorkerProcess, fired_within
+from .process import Phase, WorkerProcess, stop_all
 from .rolling import RollingRestart
 
-__all__ = ["WorkersService"]
+__all__ = ["FIRST_RESTART_DELAY", "MAX_RESTART_DELAY", "STABLE_AFTER", "WorkersService"]
 
 _log = Logger(namespace="twisted_keepalive")
-
-#: Seconds a replacement waits after a worker that ran less than
-#: :data:`STABLE_AFTER` seconds exited; doubled for each such exit in a row,
-#: up to :data:`MAX_RESTART_DELAY`, so a worker that cannot start does not
-#: spin.
-FIRST_RESTART_DELAY = 0.1
-MAX_RESTART_DELAY = 10.0
-STABLE_AFTER = 10.0
 
 #: Seconds a worker told to stop or retire gets, beyond its own drain, to
 #: exit before it is killed.
@@ -90,7 +82,7 @@ class WorkersService(MultiService):
         #: Every worker process not yet ended: seat holders, new ones of a
         #: rolling restart, retiring ones.
         self._running: set[WorkerProcess] = set()
-        self._failures_in_a_row = dict.fromkeys(range(self.count), 0)
+        self._backoff = Backoff(self.count)
         self._pending: dict[int, Any] = {}
         self._liveness = None
         if settings.worker_timeout is not None:
@@ -106,7 +98,9 @@ class WorkersService(MultiService):
         self._metrics_listener = (
             None
             if settings.metrics is None
-            else merged_metrics_listener(settings.metrics, self.seats, reactor, self.ready)
+            else merged_metrics_listener(
+                settings.metrics, self.seats, reactor, self.ready, access_log=settings.access_log
+            )
         )
 
     def seats(self) -> list[Seat]:
@@ -203,13 +197,13 @@ class WorkersService(MultiService):
         return self.settings.drain_spread + self.settings.close_timeout + _EXIT_GRACE
 
     def stop_bound(self) -> float:
-        """Seconds a worker sent SIGTERM gets before it is killed: its whole drain."""
+        """Seconds a worker told to stop gets before it is killed: its whole drain."""
         return self.settings.drain_grace + self.retire_bound()
 
     def hurry(self) -> None:
         """A second stop signal: every worker still draining skips its grace and spread."""
         for worker in list(self._running):
-            worker.signal("TERM")
+            worker.hurry()
 
     def _spawn(self, index: int) -> None:
         self._pending.pop(index, None)
@@ -262,10 +256,7 @@ class WorkersService(MultiService):
 
     def _replace(self, worker: WorkerProcess) -> None:
         ran = time.monotonic() - worker.started_at
-        failures = self._failures_in_a_row[worker.index]
-        failures = failures + 1 if ran < STABLE_AFTER else 0
-        self._failures_in_a_row[worker.index] = failures
-        delay = min(MAX_RESTART_DELAY, FIRST_RESTART_DELAY * 2 ** max(0, failures - 1))
+        delay = self._backoff.delay(worker.index, ran)
         self.restarts[worker.index] += 1
         how = "was killed for hanging" if worker.phase is Phase.KILLED else "exited unexpectedly"
         _log.error(
@@ -294,23 +285,7 @@ class WorkersService(MultiService):
         if self._liveness is not None:
             self._liveness.stop()
         await super().stopService()  # type: ignore[no-untyped-call]
-        workers = list(self._running)
-        _log.info("stopping {count} workers", count=len(workers), keepalive_event="workers_stop")
-        for worker in workers:
-            worker.stop()
-        bound = self.stop_bound()
-        every_one = defer.DeferredList([w.ended for w in workers])
-        if not await fired_within(self._reactor, bound, every_one):
-            left = [w for w in workers if not w.ended.called]
-            _log.warn(
-                "killing {count} workers still running {seconds} s after SIGTERM",
-                count=len(left),
-                seconds=bound,
-                keepalive_event="workers_kill",
-            )
-            for worker in left:
-                worker.signal("KILL")
-            await defer.DeferredList([w.ended for w in left])
+        await stop_all(list(self._running), self.stop_bound(), self._reactor)
         for sock in self._reserved:
             sock.close()
         self._reserved = []
