@@ -12,6 +12,7 @@ alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
@@ -34,15 +35,20 @@ class ListeningService(Service):
     in use, a socket path that cannot be created -- raises there, so that
     twistd reports it and exits non-zero.
 
+    :param listening: called with the ``IListeningPort`` once listening
+        (default: nothing), e.g. to tune how it accepts.
     :ivar port: the ``IListeningPort``, once listening; ``None`` before and after.
     """
 
-    def __init__(self, endpoint: Any, factory: Any) -> None:
+    def __init__(
+        self, endpoint: Any, factory: Any, listening: Callable[[Any], object] | None = None
+    ) -> None:
         #: The ``IStreamServerEndpoint`` to listen on.
         self.endpoint = endpoint
         #: The factory each accepted connection is built by.
         self.factory = factory
         self.port: Any = None
+        self._on_listening = listening
         self._listening: Deferred[Any] | None = None
 
     def privilegedStartService(self) -> None:
@@ -63,6 +69,8 @@ class ListeningService(Service):
 
         def listened(port: Any) -> Any:
             self.port = port
+            if self._on_listening is not None:
+                self._on_listening(port)
             return port
 
         def fail(failure: Failure) -> None:

@@ -179,3 +179,32 @@ def test_a_handshake_completing_after_the_ports_closed_opens_and_goes_away(frami
     head, _, frames = transport.value().partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 ")
     assert parse_frames(frames) == [(CLOSE, (1001).to_bytes(2, "big") + b"going away")]
+
+
+def test_the_pacer_counts_a_connection_from_its_accept_to_its_upgrade_or_answer(
+    framing: str,
+) -> None:
+    # Accepting pauses while two connections are mid-handshake, whichever
+    # way each ends: a WebSocket upgrade, or a plain request answered.
+    from twisted_keepalive.server.accepting import AcceptPacer
+
+    _, _, ready = site_and_factory(framing)
+    chosen = Settings(framing=framing, protocol=served_protocol(framing, None))
+    if framing == "twisted":
+        from twisted_keepalive.server.web_serving import web_served
+
+        _, _, resource = web_served(chosen, Clock())
+    else:
+        _, resource = autobahn_served(chosen, Clock())
+    pacer = AcceptPacer(Clock(), most_pending=2)
+    site = build_site(resource, chosen, ready, idle_timeout=None, pacer=pacer)
+    upgrading, upgrading_transport = connect(site)
+    probing, _ = connect(site)
+    assert pacer.paused
+    upgrading.dataReceived(upgrade())  # type: ignore[attr-defined]
+    assert upgrading_transport.value().startswith(b"HTTP/1.1 101")
+    assert not pacer.paused
+    connect(site)
+    assert pacer.paused
+    probing.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # type: ignore[attr-defined]
+    assert not pacer.paused

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted_keepalive import collect_stats, set_keepalive_options
 from twisted_keepalive.serving import ListeningService
 
+from .accepting import AcceptPacer
 from .autobahn_debug import plain_debug_formatting
 from .connections import ConnectionTracker
 from .gc import GarbageCollection, gc_collector
@@ -51,7 +52,12 @@ _WEB_IDLE_TIMEOUT = 5.0
 
 
 def build_site(
-    websocket: Any, settings: Settings, ready: Ready, *, idle_timeout: float | None
+    websocket: Any,
+    settings: Settings,
+    ready: Ready,
+    *,
+    idle_timeout: float | None,
+    pacer: AcceptPacer | None = None,
 ) -> ServerSite:
     """
     The ``twisted.web`` site of one server: WebSocket upgrades on any path
@@ -62,6 +68,8 @@ def build_site(
     :param idle_timeout: seconds after which an idle HTTP connection -- a
         WebSocket client that never sends its handshake among them -- is
         closed.
+    :param pacer: paces the accepts of the ports the site listens on
+        (default: none, Twisted's own pace).
     """
     children = {
         **health_children(ready),
@@ -70,7 +78,7 @@ def build_site(
     if settings.demo:
         children[b""] = PackageFile(*DEMO_PAGE)
     root = ServerRoot(websocket, children)
-    return ServerSite(root, timeout=idle_timeout, access_log=settings.access_log)
+    return ServerSite(root, timeout=idle_timeout, access_log=settings.access_log, pacer=pacer)
 
 
 def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, TakeoverResource]:
@@ -125,7 +133,8 @@ def build_service(
     """
     factory, counted, resource, idle_timeout = _served(settings, reactor)
     ready = Ready()
-    site = build_site(resource, settings, ready, idle_timeout=idle_timeout)
+    pacer = AcceptPacer(reactor)
+    site = build_site(resource, settings, ready, idle_timeout=idle_timeout, pacer=pacer)
     service = WebSocketService(
         factory,
         reactor,
@@ -151,9 +160,10 @@ def build_service(
         )
         metrics.registry.register(gc_collector(collection))
         service.addService(metrics)  # type: ignore[no-untyped-call]
+
     for description in settings.listen:
         made = endpoint(description) if endpoint else _server_from_string(reactor, description)
-        service.add_listener(ListeningService(made, site))
+        service.add_listener(ListeningService(made, site, listening=pacer.add_port))
     # Last: what start-up made (the listening ports included) gets frozen.
     service.addService(collection)  # type: ignore[no-untyped-call]
     _log.info(

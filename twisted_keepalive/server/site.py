@@ -8,6 +8,7 @@ probes (:mod:`.health`); anything else is a 404.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 from weakref import WeakSet
 
@@ -16,6 +17,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from twisted_keepalive.serving import QuietSite
+
+from .accepting import AcceptPacer
 
 __all__ = [
     "CountedRequest",
@@ -41,8 +44,12 @@ class CountedRequest(Request):
     drain can let the handshakes under way finish before it ends.
     """
 
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, channel: Any, *args: Any, accepted_as: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(channel, *args, **kwargs)  # type: ignore[no-untyped-call]
+        # What the site's pacer knows this request's connection as.
+        self._accepted_as = accepted_as
         self._counted_by = getattr(channel, "site", None)
         if isinstance(self._counted_by, ServerSite):
             self._counted_by.under_way.add(self)
@@ -51,6 +58,8 @@ class CountedRequest(Request):
         """Not under way any more."""
         if isinstance(self._counted_by, ServerSite):
             self._counted_by.under_way.discard(self)
+            if self._counted_by.pacer is not None and self._accepted_as is not None:
+                self._counted_by.pacer.finished(self._accepted_as)
             self._counted_by = None
 
     def finish(self) -> Any:
@@ -71,15 +80,28 @@ def handed_over(request: Any) -> None:
 class ServerSite(QuietSite):
     """
     The server's site: :class:`~twisted_keepalive.serving.QuietSite` that
-    knows its requests under way (:attr:`under_way`).
+    knows its requests under way (:attr:`under_way`), and tells its
+    :attr:`pacer` (if any) when a connection is accepted and when its first
+    request is over.
     """
 
     requestFactory = CountedRequest
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pacer: AcceptPacer | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: The requests whose answer or handover is still to come.
         self.under_way: WeakSet[CountedRequest] = WeakSet()
+        #: Paces the accepts of the ports this site listens on.
+        self.pacer = pacer
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)  # type: ignore[no-untyped-call]
+        if self.pacer is not None and channel is not None:
+            self.pacer.accepted(channel)
+            # The requests of the connection name it as the pacer knows it:
+            # what buildProtocol returns wraps the channel they are given.
+            channel.requestFactory = partial(self.requestFactory, accepted_as=channel)
+        return channel
 
 
 class TakeoverResource(WebSocketResource):
