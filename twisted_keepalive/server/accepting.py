@@ -12,9 +12,8 @@ fires for connections accepted before such a turn: it closes them with the
 request unread, and their clients see a reset.  In a 50,000-client storm
 over four workers whose clients were slow to send (bench/storm.py with
 every connect made before any request was written), 14,384 clients were
-reset without pacing and 4,863 with it; with clients that send at once,
-none either way, and over the kernel's default queues the last client
-opened after 19.7 s with pacing and 35.9 s without.
+reset without pacing and 4,863 with it (13,479 and 8,807 over the kernel's
+default queues); with clients that send at once, none either way.
 
 :class:`AcceptPacer` stops reading the listening sockets while
 :data:`MOST_PENDING` accepted connections have yet to finish their opening
