@@ -101,6 +101,17 @@ def test_a_port_that_stopped_listening_is_not_read_again() -> None:
     assert not ports[0].reading and ports[1].reading
 
 
+def test_a_port_told_to_stop_listening_is_not_read_before_it_closes() -> None:
+    # tcp.Port.stopListening() closes the socket a turn later; meanwhile it
+    # is "disconnecting" and still "connected".
+    pacer, _clock, ports = paced(most=1)
+    connection = object()
+    pacer.accepted(connection)
+    ports[0].disconnecting = True  # type: ignore[attr-defined]
+    pacer.finished(connection)
+    assert not ports[0].reading and ports[1].reading
+
+
 def test_a_finished_handshake_that_was_never_pending_changes_nothing() -> None:
     pacer, _clock, ports = paced(most=1)
     pacer.accepted(object())

@@ -115,8 +115,9 @@ class AcceptPacer:
     def _resume(self) -> None:
         self.paused = False
         for port in self._ports:
-            # A port that stopped listening (a drain) must stay closed.
-            if getattr(port, "connected", True):
+            # A port that stopped listening (a drain) must stay closed, also
+            # in the turn between stopListening() and the socket's close.
+            if getattr(port, "connected", True) and not getattr(port, "disconnecting", False):
                 port.startReading()
 
 
