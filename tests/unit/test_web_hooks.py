@@ -131,7 +131,8 @@ def test_observed_bytes_still_reach_twisted(side: str) -> None:
     deliver(data[:3])
     deliver(data[3:])
     assert seen == [data[:3], data[3:]]
-    assert app.messages == ["hello"]
+    # Twisted before 26.10 hands a message over in the pieces it arrived in.
+    assert "".join(app.messages) == "hello"
 
 
 @pytest.mark.parametrize("side", SIDES)
