@@ -17,7 +17,7 @@ from twisted_keepalive.core.heartbeat import Heartbeat
 from twisted_keepalive.core.ledger import MAX_UNANSWERED_KEEPALIVES
 from twisted_keepalive.core.phase import Phase
 from twisted_keepalive.core.verdict import Deadline, Evidence, Timeout, Verdict, judge
-from twisted_keepalive.core.wheel import TimerWheel
+from twisted_keepalive.core.wheel import TimerWheel, WheelEntry
 
 from .wire import (
     CLOSE,
@@ -166,7 +166,7 @@ def test_a_deadline_just_past_a_grid_point_runs_in_the_next_slot_never_early() -
     deadline = 0.060000000000000005
     fired: list[float] = []
 
-    class Owner:
+    class Owner(WheelEntry):
         def wheel_fired(self) -> None:
             fired.append(clock.seconds())
 
@@ -188,8 +188,9 @@ def test_removing_an_owner_that_is_not_in_a_busy_slot_keeps_the_slot() -> None:
     wheel = TimerWheel(clock, clock.seconds, grid=0.25)
     fired: list[str] = []
 
-    class Owner:
+    class Owner(WheelEntry):
         def __init__(self, name: str) -> None:
+            super().__init__()
             self.name = name
 
         def wheel_fired(self) -> None:
@@ -197,7 +198,7 @@ def test_removing_an_owner_that_is_not_in_a_busy_slot_keeps_the_slot() -> None:
 
     stays, stranger = Owner("stays"), Owner("stranger")
     wheel.add(stays, 4)
-    wheel.remove(stranger, 4)
+    wheel.remove(stranger)
     assert len(wheel) == 1 and len(clock.getDelayedCalls()) == 1
     clock.advance(1.0)
     assert fired == ["stays"]
@@ -207,7 +208,7 @@ def test_a_failing_owner_is_logged_by_name(logged: list[LogEvent]) -> None:
     clock = Clock()
     wheel = TimerWheel(clock, clock.seconds, grid=0.25)
 
-    class Broken:
+    class Broken(WheelEntry):
         def wheel_fired(self) -> None:
             raise RuntimeError("boom")
 

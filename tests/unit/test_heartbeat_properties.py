@@ -45,7 +45,7 @@ from twisted_keepalive.core.verdict import (
     Timeout,
     Verdict,
 )
-from twisted_keepalive.core.wheel import TimerWheel
+from twisted_keepalive.core.wheel import TimerWheel, WheelEntry
 
 OPEN = (Phase.IDLE, Phase.AWAITING_PONG, Phase.RECHECKING)
 SETTLING = (*OPEN, Phase.CLOSING)
@@ -797,10 +797,11 @@ TestHeartbeatMachine.settings = machine_settings(examples=400, steps=50)
 # -- the timer wheel ------------------------------------------------------------
 
 
-class WheelOwner:
+class WheelOwner(WheelEntry):
     """A connection on the wheel; it may put itself back when its slot comes."""
 
     def __init__(self, machine: WheelMachine, name: int) -> None:
+        super().__init__()
         self.machine, self.name = machine, name
         #: Delays (seconds after its slot) at which it re-adds itself, one per firing.
         self.again: list[float] = []
@@ -815,8 +816,9 @@ class WheelOwner:
 @dataclass
 class Registration:
     slot: int
-    #: (deadline, time it was added) for every add() into this slot.
-    adds: list[tuple[float, float]]
+    deadline: float
+    #: When it was added (seconds on the clock).
+    added_at: float
 
 
 class WheelMachine(RuleBasedStateMachine):
@@ -826,18 +828,17 @@ class WheelMachine(RuleBasedStateMachine):
 
     - a deadline never fires early and at most one grid slot late (counted
       from when it was added, for a deadline already past then);
-    - it fires exactly once unless removed first, and a removed one never;
-    - the wheel keeps exactly one ``DelayedCall`` per occupied slot, at the
-      slot's time: once every owner is gone, none is left behind.
+    - it fires exactly once unless replaced or removed first, and a removed
+      one never; an owner has one deadline at a time (adding moves it);
+    - the wheel keeps one ``DelayedCall``, never before its earliest slot,
+      while any owner waits, and none once every owner is gone.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = Clock()
         self.owners = [WheelOwner(self, i) for i in range(4)]
-        self.registrations: dict[tuple[WheelOwner, int], Registration] = {}
-        self.call_at: dict[int, float] = {}
-        self.firing = False
+        self.registrations: dict[WheelOwner, Registration] = {}
 
     @initialize(grid=st.sampled_from([0.02, 0.1, 0.25, 1 / 3, 1.0]))
     def make_wheel(self, grid: float) -> None:
@@ -848,30 +849,16 @@ class WheelMachine(RuleBasedStateMachine):
         now = self.clock.seconds()
         slot = self.wheel.slot_of(deadline)
         assert slot * self.grid >= deadline and slot * self.grid - deadline < self.grid + EPS
-        if slot not in self.call_at:
-            # The first time the clock can reach that is not before the slot:
-            # now + (target - now) may round below target.
-            target = slot * self.grid
-            delay = max(0.0, target - now)
-            while now + delay < target:
-                delay = math.nextafter(delay, math.inf)
-            self.call_at[slot] = now + delay
         self.wheel.add(owner, slot)
-        registration = self.registrations.setdefault((owner, slot), Registration(slot, []))
-        registration.adds.append((deadline, now))
+        self.registrations[owner] = Registration(slot, deadline, now)
 
     def fired(self, owner: WheelOwner) -> None:
         now = self.clock.seconds()
-        due = [key for key in self.registrations if key[0] is owner and self.call_at[key[1]] <= now]
-        assert due, f"{owner} fired at {now} with no deadline due"
-        # One slot's call fires one registration of this owner.
-        key = min(due, key=lambda k: (self.call_at[k[1]], k[1]))
-        registration = self.registrations.pop(key)
-        for deadline, added_at in registration.adds:
-            assert now >= deadline, f"{owner} fired {deadline - now} s early"
-            assert now <= max(deadline, added_at) + self.grid + EPS, f"{owner} fired late"
-        if not any(slot == key[1] for _, slot in self.registrations):
-            self.call_at.pop(key[1], None)
+        registration = self.registrations.pop(owner, None)
+        assert registration is not None, f"{owner} fired at {now} with no deadline"
+        assert now >= registration.deadline, f"{owner} fired {registration.deadline - now} s early"
+        latest = max(registration.deadline, registration.added_at) + self.grid + EPS
+        assert now <= latest, f"{owner} fired {now - latest} s late"
         if owner.again:
             self.add(owner, now + owner.again.pop(0))
 
@@ -883,6 +870,7 @@ class WheelMachine(RuleBasedStateMachine):
         ),
     )
     def add_deadline(self, owner: int, delay: float) -> None:
+        """A first deadline, or a new one in place of the one it had."""
         self.add(self.owners[owner], self.clock.seconds() + delay)
 
     @rule(owner=st.integers(0, 3), ahead=st.integers(0, 100))
@@ -892,26 +880,20 @@ class WheelMachine(RuleBasedStateMachine):
         self.add(self.owners[owner], math.nextafter(point, math.inf))
 
     @rule(owner=st.integers(0, 3), delay=st.floats(min_value=0.0, max_value=5.0))
-    def move_deadline(self, owner: int, delay: float) -> None:
-        """What ``Link.reschedule`` does: out of its slot, into the new one."""
+    def remove_then_add(self, owner: int, delay: float) -> None:
         who = self.owners[owner]
-        for key in [k for k in self.registrations if k[0] is who]:
-            self.remove(who, key[1])
+        self.remove(who)
         self.add(who, self.clock.seconds() + delay)
 
-    def remove(self, owner: WheelOwner, slot: int) -> None:
-        self.wheel.remove(owner, slot)
-        self.registrations.pop((owner, slot), None)
-        if not any(s == slot for _, s in self.registrations):
-            self.call_at.pop(slot, None)
+    def remove(self, owner: WheelOwner) -> None:
+        self.wheel.remove(owner)
+        self.registrations.pop(owner, None)
 
-    @rule(owner=st.integers(0, 3), data=st.data())
-    def remove_deadline(self, owner: int, data: Any) -> None:
+    @rule(owner=st.integers(0, 3))
+    def remove_deadline(self, owner: int) -> None:
         who = self.owners[owner]
-        slots = [k[1] for k in self.registrations if k[0] is who]
-        slot = data.draw(st.sampled_from(slots)) if slots else data.draw(st.integers(-3, 300))
-        self.remove(who, slot)
-        self.remove(who, slot)  # twice is harmless
+        self.remove(who)
+        self.remove(who)  # twice is harmless
 
     @rule(owner=st.integers(0, 3), again=st.lists(st.floats(0.0, 3.0), max_size=2))
     def re_add_when_fired(self, owner: int, again: list[float]) -> None:
@@ -936,14 +918,20 @@ class WheelMachine(RuleBasedStateMachine):
     def owner_leaves(self, owner: int) -> None:
         who = self.owners[owner]
         who.again = []
-        for key in [k for k in self.registrations if k[0] is who]:
-            self.remove(who, key[1])
+        self.remove(who)
 
     @invariant()
-    def one_delayed_call_per_occupied_slot(self) -> None:
-        calls = sorted(c.getTime() for c in self.clock.getDelayedCalls())
-        assert calls == sorted(self.call_at.values())
+    def one_delayed_call_at_the_earliest_slot(self) -> None:
+        calls = [c.getTime() for c in self.clock.getDelayedCalls()]
         assert len(self.wheel) == len(self.registrations)
+        if not self.registrations:
+            assert calls == []
+            return
+        [call_at] = calls
+        first = min(r.slot for r in self.registrations.values()) * self.grid
+        # Never before the earliest deadline's slot; at it, or now if overdue.
+        assert call_at >= first
+        assert call_at <= max(first, self.clock.seconds()) + EPS
 
     def teardown(self) -> None:
         for who in self.owners:

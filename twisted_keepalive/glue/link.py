@@ -30,13 +30,13 @@ from ..core.errors import ConnectionClosed
 from ..core.heartbeat import Heartbeat
 from ..core.stats import KeepaliveStats
 from ..core.verdict import Evidence, Timeout, Verdict
-from ..core.wheel import TimerWheel
+from ..core.wheel import TimerWheel, WheelEntry
 from .closing import TIMEOUT_CLOSE_CODE, TIMEOUT_CLOSE_REASON, abort_transport, log_timeout
 
 _log = Logger(namespace="twisted_keepalive")
 
 
-class KeepaliveLink:
+class KeepaliveLink(WheelEntry):
     """The keepalive of one connection: its core, its timers, its verdicts."""
 
     #: What is logged when the application's timeout hook raises (the
@@ -52,7 +52,6 @@ class KeepaliveLink:
         "now",
         "recheck_call",
         "rx_at",
-        "slot",
         "stats",
         "timer_at",
         "wheel",
@@ -65,6 +64,7 @@ class KeepaliveLink:
         wheel: TimerWheel,
         stats: KeepaliveStats | None,
     ) -> None:
+        super().__init__()
         self.clock = clock
         self.now = now
         self.wheel = wheel
@@ -72,7 +72,6 @@ class KeepaliveLink:
         self.heartbeat = Heartbeat()
         self.config: KeepaliveConfig | None = None
         self.closed: ConnectionClosed | None = None
-        self.slot: int | None = None
         self.timer_at: float | None = None
         self.recheck_call: Any = None
         self.abort_call: Any = None
@@ -137,26 +136,19 @@ class KeepaliveLink:
         """Put the connection on the wheel slot of the core's ``wake_at``."""
         wake_at = self.heartbeat.wake_at
         self.timer_at = wake_at
-        wheel = self.wheel
-        slot = self.slot
         if wake_at is None:
-            if slot is not None:
-                wheel.remove(self, slot)
-                self.slot = None
+            self.wheel.remove(self)
             return
+        wheel = self.wheel
         new = wheel.slot_of(wake_at)
-        if new == slot:
-            return
-        if slot is not None:
-            # Moving is two dict operations: cheap enough for every Pong, so
-            # a Ping is never more than one slot late.
-            wheel.remove(self, slot)
-        wheel.add(self, new)
-        self.slot = new
+        slot = self.wheel_slot
+        if slot is None or slot.number != new:
+            # Moving is a few attribute writes: cheap enough for every Pong,
+            # so a Ping is never more than one slot late.
+            wheel.add(self, new)
 
     def wheel_fired(self) -> None:
         """The wheel's slot for this connection came due: it is off the wheel now."""
-        self.slot = None
         self.wake()
 
     def wake(self) -> None:
