@@ -12,7 +12,6 @@ The per-Ping path, top to bottom: ``KeepaliveLink.wheel_fired`` →
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import ConnectionClosed
@@ -44,12 +43,10 @@ class Link(KeepaliveLink):
     def __init__(
         self,
         protocol: Any,
-        clock: Any,
-        now: Callable[[], float],
         wheel: TimerWheel,
         stats: KeepaliveStats | None,
     ) -> None:
-        super().__init__(clock, now, wheel, stats)
+        super().__init__(wheel, stats)
         self.protocol = protocol
         self.frame: Any = None
         self.frame_at = 0.0

@@ -210,7 +210,7 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         # The time of the peer's last bytes, and when the frame it is in the
         # middle of began: evidence for a deadline verdict (a peer busy with a
         # frame it started before our Ping is alive) and the "idle" figure.
-        now = link.rx_at = link.now()
+        now = link.rx_at = link.wheel.now()
         # A lone Pong is read as Autobahn would, without its general parser.
         if not read_lone_pong(self, data, self.factory.isServer):
             super()._dataReceived(data)  # type: ignore[misc]
@@ -290,7 +290,7 @@ class KeepaliveMixin(metaclass=KeepaliveMeta):
         stats = getattr(self.factory, "keepalive_stats", None)
         # The wheel's own clock and time: one bound method per clock, not per
         # connection.
-        return self._keepalive_link_class(self, wheel.clock, wheel.now, wheel, stats)
+        return self._keepalive_link_class(self, wheel, stats)
 
     def _keepalive_start(self, link: Link) -> None:
         config = self._keepalive_resolve()

@@ -45,40 +45,38 @@ class KeepaliveLink(WheelEntry):
 
     __slots__ = (
         "abort_call",
-        "clock",
         "closed",
         "config",
         "heartbeat",
-        "now",
         "recheck_call",
         "rx_at",
         "stats",
-        "timer_at",
         "wheel",
     )
 
-    def __init__(
-        self,
-        clock: Any,
-        now: Callable[[], float],
-        wheel: TimerWheel,
-        stats: KeepaliveStats | None,
-    ) -> None:
+    def __init__(self, wheel: TimerWheel, stats: KeepaliveStats | None) -> None:
         super().__init__()
-        self.clock = clock
-        self.now = now
         self.wheel = wheel
         self.stats = stats
         self.heartbeat = Heartbeat()
         self.config: KeepaliveConfig | None = None
         self.closed: ConnectionClosed | None = None
-        self.timer_at: float | None = None
         self.recheck_call: Any = None
         self.abort_call: Any = None
         #: When the peer's last bytes arrived (monotonic seconds).
-        self.rx_at = now()
+        self.rx_at = wheel.now()
         if stats is not None:
             stats.opened += 1
+
+    @property
+    def clock(self) -> Any:
+        """The ``IReactorTime`` of this connection's timers: its wheel's."""
+        return self.wheel.clock
+
+    @property
+    def now(self) -> Callable[[], float]:
+        """The monotonic clock (seconds) of its deadlines: its wheel's."""
+        return self.wheel.now
 
     # -- what each framing provides -------------------------------------------
 
@@ -129,13 +127,12 @@ class KeepaliveLink(WheelEntry):
         first_delay = None
         if interval is not None and config.first_ping_spread:
             first_delay = interval * (1.0 - config.first_ping_spread * random.random())
-        self.heartbeat.start(self.now(), interval, config.ping_timeout, first_delay)
+        self.heartbeat.start(self.wheel.now(), interval, config.ping_timeout, first_delay)
         self.reschedule()
 
     def reschedule(self) -> None:
         """Put the connection on the wheel slot of the core's ``wake_at``."""
         wake_at = self.heartbeat.wake_at
-        self.timer_at = wake_at
         if wake_at is None:
             self.wheel.remove(self)
             return
@@ -163,7 +160,7 @@ class KeepaliveLink(WheelEntry):
             # it) decides from here.
             heartbeat.halt()
         else:
-            verdict = heartbeat.wake(self.now())
+            verdict = heartbeat.wake(self.wheel.now())
             if verdict is Verdict.PING:
                 self.send_keepalive()
                 stats = self.stats
@@ -173,7 +170,7 @@ class KeepaliveLink(WheelEntry):
                 # Let the reactor poll the socket once before judging: it runs
                 # due timers before reading, so a Pong that arrived while it
                 # was blocked has not been read yet.
-                self.recheck_call = self.clock.callLater(0, self.judge)
+                self.recheck_call = self.wheel.clock.callLater(0, self.judge)
         self.reschedule()
 
     # -- Pongs ------------------------------------------------------------------
@@ -184,11 +181,10 @@ class KeepaliveLink(WheelEntry):
         the round trip in seconds) and report the new latency.
         """
         heartbeat = self.heartbeat
-        settled = heartbeat.pong_received(payload, self.now())
+        settled = heartbeat.pong_received(payload, self.wheel.now())
         if settled is None:
             return
-        if heartbeat.wake_at != self.timer_at:
-            self.reschedule()
+        self.reschedule()
         latency = heartbeat.latency
         stats = self.stats
         if stats is not None:
@@ -208,7 +204,7 @@ class KeepaliveLink(WheelEntry):
             heartbeat.halt()
             self.reschedule()
             return
-        if heartbeat.judge(self.now(), self.evidence()) is Verdict.TIMEOUT:
+        if heartbeat.judge(self.wheel.now(), self.evidence()) is Verdict.TIMEOUT:
             assert heartbeat.timeout is not None
             self.fail(heartbeat.timeout)
         else:
@@ -240,7 +236,7 @@ class KeepaliveLink(WheelEntry):
         """
         config = self.config
         if self.abort_call is None and config is not None:
-            self.abort_call = self.clock.callLater(config.close_timeout, self.abort)
+            self.abort_call = self.wheel.clock.callLater(config.close_timeout, self.abort)
 
     def abort(self) -> None:
         """The closing handshake did not end in ``close_timeout`` seconds: abort TCP."""

@@ -80,7 +80,7 @@ class WebLink(KeepaliveLink):
         wheel: TimerWheel,
         stats: KeepaliveStats | None,
     ) -> None:
-        super().__init__(wheel.clock, wheel.now, wheel, stats)
+        super().__init__(wheel, stats)
         #: The application's protocol (hooks, logs).
         self.app = app
         #: Twisted's WebSocket transport, and the byte stream under it.
@@ -183,7 +183,7 @@ class WebLink(KeepaliveLink):
 
     def received(self, data: bytes) -> None:
         """The peer's bytes, just before Twisted reads them."""
-        now = self.rx_at = self.now()
+        now = self.rx_at = self.wheel.now()
         frames = self.frames
         closing = frames.close_seen
         frames.feed(data)
