@@ -93,13 +93,24 @@ def inbound_holder(websocket_transport: Any, request: Any) -> Any:
 
 def observe_inbound(holder: Any, observer: Callable[[bytes], object]) -> None:
     """Call ``observer(data)`` with the peer's bytes just before Twisted reads them."""
-    deliver = holder.dataReceived
+    holder.dataReceived = _Observed(observer, holder.dataReceived)
 
-    def received(data: bytes) -> None:
-        observer(data)
-        deliver(data)
 
-    holder.dataReceived = received
+class _Observed:
+    """
+    ``observer(data)``, then Twisted's own ``deliver(data)``: an object of two
+    fields rather than a closure, which costs every connection ~150 B more.
+    """
+
+    __slots__ = ("deliver", "observer")
+
+    def __init__(self, observer: Callable[[bytes], object], deliver: Callable[[bytes], object]):
+        self.observer = observer
+        self.deliver = deliver
+
+    def __call__(self, data: bytes) -> None:
+        self.observer(data)
+        self.deliver(data)
 
 
 def send_close(websocket_transport: Any, code: int, reason: str) -> None:
