@@ -6,6 +6,7 @@ DelayedCall, for its earliest occupied grid slot.
 from __future__ import annotations
 
 import gc
+import tracemalloc
 import weakref
 
 import pytest
@@ -232,3 +233,27 @@ def test_owners_left_in_a_slot_unwound_by_a_base_exception_keep_their_deadline()
     assert len(wheel) == 1 and call_times(clock) == [1.0]
     clock.advance(0)
     assert log == [("waits", 1.0)]
+
+
+def test_moving_deadlines_leaves_no_memory_behind() -> None:
+    # Each move out of a slot of its own leaves that slot empty; a million
+    # Pongs must not leave a million slot numbers waiting for their time.
+    clock, wheel, log = make(grid=0.02)
+    owners = [Owner(log, str(i), clock) for i in range(10)]
+    for i, owner in enumerate(owners):
+        wheel.add(owner, 10_000_000 + i)
+
+    def churn(rounds: int, start: int) -> None:
+        for r in range(start, start + rounds):
+            for i, owner in enumerate(owners):
+                wheel.add(owner, 10_000_000 - 100 * r - i)
+
+    churn(200, 1)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    churn(5_000, 201)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown < 10_000, f"{grown} bytes more after 50,000 moves"
+    assert len(wheel) == 10 and len(clock.getDelayedCalls()) == 1

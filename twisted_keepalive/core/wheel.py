@@ -138,9 +138,10 @@ class TimerWheel:
 
     def remove(self, owner: WheelOwner) -> None:
         """Forget ``owner``'s deadline (nothing happens if it has none)."""
-        node = owner.wheel_slot
-        if node is None:
+        found: _Slot | None = owner.wheel_slot
+        if found is None:
             return
+        node = found
         number = node.number
         before, after = owner.wheel_prev, owner.wheel_next
         before.wheel_next = after
@@ -148,9 +149,18 @@ class TimerWheel:
         owner.wheel_slot = owner.wheel_prev = owner.wheel_next = None
         self._owners -= 1
         if after is node and before is node and self._slots.get(number) is node:
-            del self._slots[number]
+            slots = self._slots
+            del slots[number]
+            # An empty ring points at itself: unlink it, so that reference
+            # counting frees it now instead of the cycle collector later.
+            node.wheel_next = node.wheel_prev = None
             if number == self._call_slot:
                 self._rearm()
+            elif len(self._numbers) > 2 * len(slots) + 64 and not self._firing:
+                # Connections alone in their slots leave a number behind at
+                # every Pong: drop them before they outnumber the slots.
+                self._numbers = list(slots)
+                heapq.heapify(self._numbers)
 
     def _arm(self, slot: int) -> None:
         call = self._call
@@ -204,7 +214,7 @@ class TimerWheel:
                 for owner in self._owners_of(node):
                     self.add(owner, node.number)
             for slot in self._created:
-                heapq.heappush(numbers, slot)
+                heapq.heappush(self._numbers, slot)
             self._created.clear()
             self._rearm()
 
@@ -223,6 +233,7 @@ class TimerWheel:
                 # One connection's failure must not leave the others in
                 # this slot without their deadline.
                 _log.failure("keepalive deadline of {owner!r} failed", owner=owner)
+        node.wheel_next = node.wheel_prev = None
 
     @staticmethod
     def _owners_of(node: _Slot) -> list[Any]:
