@@ -1,0 +1,201 @@
+"""
+Half a million connections on one machine (issue 18): ``twistd -n
+wskeepalive --workers N`` at the defaults (20 s / 20 s) holding 500,000
+keepalive connections for minutes, measured as bench/scale.py measures
+(ping lateness per worker from the server's own histogram, false timeouts,
+the gaps the clients saw, GC, CPU, RSS, the SIGTERM), plus what such a run
+needs and scale.py's 127.0.0.x loaders lack:
+
+- a network namespace of its own, so that its kernel settings
+  (``net.core.somaxconn``, ``net.ipv4.tcp_max_syn_backlog``, the ephemeral
+  port range) and its socket counters (``/proc/net/sockstat``) are the run's
+  alone, and the host's are left as they were;
+- load generators of at most ``--per-loader`` sockets each (the hard limit
+  of 20,000 open files per process), each over ``--addresses`` loopback
+  source addresses of its own (127.<10+i>.0.1 ...);
+- connects paced at ``--rate`` per second overall, so that every handshake
+  completes inside Autobahn's 5 s opening-handshake timeout;
+- the CPU of the open phase (twistd, its workers, the loaders), with each
+  ``--connection-log`` value given: what per-connection logging costs.
+
+The default client is bench/raw_clients.py (a few hundred bytes and a few
+µs of Python per connection and Ping); ``--client ws`` runs Node's ``ws``
+(bench/load.mjs, paced by ``--concurrency`` handshakes in flight instead).
+
+Run from the repository root as root, after ``npm ci --prefix bench``::
+
+    python bench/half_million.py                                  # 500,000 over 30 workers
+    python bench/half_million.py --connections 100000 --workers 6 --hold 30 \\
+        --connection-log on,off                                   # what the log lines cost
+    python bench/half_million.py --smoke                          # 200 connections (CI)
+
+Without root (``--smoke`` only) it runs on the host's loopback, unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from _procs import LoadGenerator, load_generator_ready, node_version
+from _report import environment, write_json
+from scale import MAX_PER_LOADER, Run, measure, table
+
+BENCH = Path(__file__).resolve().parent
+
+#: The namespace's kernel settings: queues deep enough for a paced open, and
+#: every port above 1023 for the clients.
+SYSCTLS = {
+    "net.core.somaxconn": "65535",
+    "net.ipv4.tcp_max_syn_backlog": "65535",
+    "net.ipv4.ip_local_port_range": "1024 65535",
+}
+
+
+def loaders_for(args: argparse.Namespace, url: str, plan: list[int]) -> list[LoadGenerator]:
+    """The run's load generators, each over ``args.addresses`` source addresses of its own."""
+    loaders = []
+    for i, count in enumerate(plan):
+        addresses = ",".join(f"127.{10 + i}.0.{n}" for n in range(1, args.addresses + 1))
+        options: dict[str, object] = {"local-address": addresses, "gaps": 1}
+        program = None
+        if args.client == "raw":
+            program = (sys.executable, str(BENCH / "raw_clients.py"))
+            options["rate"] = args.rate * count / args.connections
+        loaders.append(LoadGenerator(args.node, url, count, args.concurrency, options, program))
+    return loaders
+
+
+def namespace_counters() -> dict[str, Any]:
+    """Conntrack's count in this namespace, if conntrack is loaded at all."""
+    path = Path("/proc/sys/net/netfilter/nf_conntrack_count")
+    return {"nf_conntrack_count": int(path.read_text())} if path.exists() else {}
+
+
+def summary(run: Run) -> list[str]:
+    """The figures scale.py's table leaves out: per core, per connection, the open phase."""
+    cores = os.cpu_count() or 1
+    cpu = run.machine_cpu_percent
+    opened = max(1, run.opened)
+    server_rss = sum(p.rss_mib - p.rss_idle_mib for p in run.per_worker)
+    pages = run.sockstat.get("mem", 0)
+    lines = [
+        f"  open phase CPU s: twistd {run.open_cpu_s.get('parent', 0):.1f}, workers "
+        f"{run.open_cpu_s.get('workers', 0):.1f}, loaders {run.open_cpu_s.get('loaders', 0):.1f} "
+        f"over {run.ramp_s:.0f} s",
+        f"  hold CPU per core ({cores} cores): "
+        + ", ".join(f"{k} {v / cores:.1f}%" for k, v in cpu.items() if k != "idle" and v)
+        + f"; idle {cpu.get('idle', 0) / cores:.1f}%; workers {run.total.cpu_percent:.0f}%, "
+        f"twistd {run.parent_cpu_percent:.1f}%, loaders {run.loaders_cpu_percent:.0f}% of one core",
+        f"  RSS per connection: server {server_rss * 1024 / opened:.1f} KiB, load generators "
+        f"{run.loaders_rss_mib * 1024 / opened:.2f} KiB; kernel sockstat {run.sockstat} "
+        f"({pages * 4 / opened:.2f} KiB/conn of TCP buffers)",
+    ]
+    return lines
+
+
+def inside(args: argparse.Namespace) -> int:
+    """Every run, in this namespace (or on the host, for a smoke run without root)."""
+    runs: list[Run] = []
+    extra: dict[str, Any] = {}
+    for value in args.connection_log:
+        args.server_extra = ["--connection-log", value]
+        print(f"[{args.connections} conns, --connection-log {value}] ...", file=sys.stderr)
+        run = measure(args, args.interval, "scheduled", start_loaders=loaders_for)
+        run.notes.append(f"--connection-log {value}")
+        extra[value] = namespace_counters()
+        runs.append(run)
+        print(table([run]), flush=True)
+        print("\n".join(summary(run)), flush=True)
+    env = environment(("twisted", "autobahn", "txaio", "prometheus_client"))
+    env["node"] = node_version(args.node)
+    env["loadavg"] = Path("/proc/loadavg").read_text().strip()
+    settings = {k: v for k, v in vars(args).items() if k not in ("inside", "server_extra")}
+    data = {
+        "benchmark": "half_million",
+        "settings": settings,
+        "environment": env,
+        "namespace": {"sysctls": SYSCTLS if args.netns else {}, "counters": extra},
+        "runs": [asdict(run) for run in runs],
+    }
+    print(f"wrote {write_json(args.out, data)}")
+    return 1 if any(r.failed or r.opened < r.connections for r in runs) else 0
+
+
+def in_namespace(argv: list[str]) -> int:
+    """Make the run's namespace, set its kernel settings, and run this script inside."""
+    name = f"wsh500-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        exec_in = ["ip", "netns", "exec", name]
+        subprocess.run([*exec_in, "ip", "link", "set", "lo", "up"], check=True)
+        for key, value in SYSCTLS.items():
+            subprocess.run([*exec_in, "sysctl", "-q", "-w", f"{key}={value}"], check=True)
+        command = [*exec_in, sys.executable, __file__, *argv, "--inside"]
+        return subprocess.run(command, cwd=Path.cwd()).returncode
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=None, help="default 500000")
+    parser.add_argument("--workers", type=int, default=None, help="default 30")
+    parser.add_argument("--rate", type=float, default=2500.0, help="connects/s overall (raw)")
+    parser.add_argument("--hold", type=float, default=None, help="s held (default 180)")
+    parser.add_argument("--per-loader", type=int, default=18_500)
+    parser.add_argument("--addresses", type=int, default=8, help="source addresses per loader")
+    parser.add_argument("--client", choices=("raw", "ws"), default="raw")
+    parser.add_argument("--concurrency", type=int, default=64, help="ws: handshakes in flight")
+    parser.add_argument(
+        "--connection-log", default="off", help="comma-separated on/off: one run each"
+    )
+    parser.add_argument("--scrape-every", type=float, default=10.0)
+    parser.add_argument("--close-timeout", type=float, default=10.0)
+    parser.add_argument("--out", default=str(BENCH / "results" / "scale-500k.json"))
+    parser.add_argument("--node", default=shutil.which("node") or "node")
+    parser.add_argument("--smoke", action="store_true", help="200 connections, seconds")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    small = {"connections": 200, "workers": 2, "hold": 3.0}
+    large = {"connections": 500_000, "workers": 30, "hold": 180.0}
+    for key, value in (small if args.smoke else large).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.smoke:
+        args.per_loader, args.addresses, args.rate = 100, 4, 400.0
+        args.scrape_every, args.close_timeout = 1.0, 3.0
+    # The defaults (20 s / 20 s); a smoke run would wait 20 s for its first Pings.
+    args.interval = 1.0 if args.smoke else 20.0
+    args.connection_log = [v for v in args.connection_log.split(",") if v]
+    if not 1 <= args.per_loader <= MAX_PER_LOADER:
+        parser.error(f"--per-loader must be 1 to {MAX_PER_LOADER}, not {args.per_loader}")
+    if not args.connection_log or set(args.connection_log) - {"on", "off"}:
+        parser.error("--connection-log must be on, off or on,off")
+    # What scale.measure reads beside these.
+    args.timeout, args.protocol, args.churn = None, None, 0.0
+    args.netns = os.geteuid() == 0 and shutil.which("ip") is not None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.inside or (args.smoke and not args.netns):
+        return inside(args)
+    if not load_generator_ready():
+        return 2
+    if not args.netns:
+        print("half_million.py: needs root and ip(8), for a network namespace", file=sys.stderr)
+        return 2
+    return in_namespace(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
