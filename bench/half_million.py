@@ -39,13 +39,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from _procs import LoadGenerator, load_generator_ready, node_version
 from _report import environment, write_json
-from scale import MAX_PER_LOADER, Run, measure, table
+from scale import MAX_PER_LOADER, Run, machine_fields, measure, sockstat, table
 
 BENCH = Path(__file__).resolve().parent
 
@@ -70,6 +73,54 @@ def loaders_for(args: argparse.Namespace, url: str, plan: list[int]) -> list[Loa
             options["rate"] = args.rate * count / args.connections
         loaders.append(LoadGenerator(args.node, url, count, args.concurrency, options, program))
     return loaders
+
+
+class Timeline(threading.Thread):
+    """
+    Every ``every`` seconds of a run: the namespace's TCP sockets and their
+    buffer pages, the machine's CPU per core since the last sample, memory
+    available, and the heartbeat timeouts the server has logged so far (its
+    log's warnings): where a run that breaks broke, and at what count.
+    """
+
+    def __init__(self, log: Path, every: float) -> None:
+        super().__init__(daemon=True)
+        self.log, self.every = log, every
+        self.samples: list[dict[str, float]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        start, last = time.monotonic(), machine_fields()
+        while not self.stopped.wait(self.every):
+            fields = machine_fields()
+            spent = [b - a for a, b in zip(last, fields, strict=True)]
+            last, total = fields, max(1e-9, sum(spent))
+            tcp = sockstat()
+            self.samples.append({
+                "t": round(time.monotonic() - start, 1),
+                "tcp_inuse": tcp.get("inuse", 0), "tcp_mem_pages": tcp.get("mem", 0),
+                "user_pct": round(100 * spent[0] / total, 1),
+                "system_pct": round(100 * spent[2] / total, 1),
+                "softirq_pct": round(100 * spent[6] / total, 1),
+                "idle_pct": round(100 * (spent[3] + spent[4]) / total, 1),
+                "mem_available_mib": _mem_available_mib(),
+                "timeouts_logged": _count(self.log, b"keepalive ping timeout"),
+            })  # fmt: skip
+
+
+def _mem_available_mib() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def _count(path: Path, needle: bytes) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(chunk.count(needle) for chunk in iter(lambda: f.read(1 << 20), b""))
+    except OSError:
+        return 0
 
 
 def namespace_counters() -> dict[str, Any]:
@@ -104,10 +155,18 @@ def inside(args: argparse.Namespace) -> int:
     """Every run, in this namespace (or on the host, for a smoke run without root)."""
     runs: list[Run] = []
     extra: dict[str, Any] = {}
+    timelines: dict[str, list[dict[str, float]]] = {}
     for value in args.connection_log:
         args.server_extra = ["--connection-log", value]
         print(f"[{args.connections} conns, --connection-log {value}] ...", file=sys.stderr)
+        # Where scale.Server writes the server's log.
+        name = f"{Path(args.out).stem}-{args.interval:g}-scheduled.log"
+        log = Path(tempfile.gettempdir()) / "wskeepalive-bench" / name
+        timeline = Timeline(log, args.sample_every)
+        timeline.start()
         run = measure(args, args.interval, "scheduled", start_loaders=loaders_for)
+        timeline.stopped.set()
+        timelines[value] = timeline.samples
         run.notes.append(f"--connection-log {value}")
         extra[value] = namespace_counters()
         runs.append(run)
@@ -123,6 +182,7 @@ def inside(args: argparse.Namespace) -> int:
         "environment": env,
         "namespace": {"sysctls": SYSCTLS if args.netns else {}, "counters": extra},
         "runs": [asdict(run) for run in runs],
+        "timelines": timelines,
     }
     print(f"wrote {write_json(args.out, data)}")
     return 1 if any(r.failed or r.opened < r.connections for r in runs) else 0
@@ -158,6 +218,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--scrape-every", type=float, default=10.0)
     parser.add_argument("--close-timeout", type=float, default=10.0)
+    parser.add_argument("--sample-every", type=float, default=10.0, help="s between timeline rows")
     parser.add_argument("--out", default=str(BENCH / "results" / "scale-500k.json"))
     parser.add_argument("--node", default=shutil.which("node") or "node")
     parser.add_argument("--smoke", action="store_true", help="200 connections, seconds")
@@ -170,7 +231,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.smoke:
         args.per_loader, args.addresses, args.rate = 100, 4, 400.0
-        args.scrape_every, args.close_timeout = 1.0, 3.0
+        args.scrape_every, args.close_timeout, args.sample_every = 1.0, 3.0, 1.0
     # The defaults (20 s / 20 s); a smoke run would wait 20 s for its first Pings.
     args.interval = 1.0 if args.smoke else 20.0
     args.connection_log = [v for v in args.connection_log.split(",") if v]
