@@ -412,7 +412,10 @@ def measure(
         client_totals(run, clients_before, clients_after)
 
         # Shutdown: every connection should get 1001 "going away".
-        run.exit_status, run.stop_s = server.stop(timeout=args.close_timeout + 60)
+        # The drain's own bound: the spread, the close timeout, and the 5 s
+        # the parent waits before it kills its workers.
+        drain = getattr(args, "drain_spread", 5.0) + args.close_timeout + 5
+        run.exit_status, run.stop_s = server.stop(timeout=drain + 55)
         time.sleep(1)
         for loader in loaders:
             counts = loader.counts()
