@@ -2,7 +2,10 @@
 A lean load generator for storms: N WebSocket clients in one process on
 plain non-blocking sockets, each writing a ready-made opening handshake the
 moment its TCP connect completes, answering Pings with Pongs and Closes with
-Closes, and nothing else.
+Closes, and nothing else.  ``--rate`` paces the connects (connects per
+second) instead of starting them all at once, and ``--gaps 1`` histograms the
+time between Pings as load.mjs does: the long runs of bench/half_million.py
+use it as their cheapest client.
 
 Node's ``ws`` (bench/load.mjs) does a full client's work per connection; five
 such processes on the two cores beside the server sent their upgrade
@@ -14,7 +17,7 @@ failed, "counts" on request, "final" at exit), commands ``counts`` and
 ``exit`` on stdin.
 
     python bench/raw_clients.py --url ws://127.0.0.1:9000/ --connections 10000 \\
-        --local-address 127.1.0.1,127.1.0.2 --start-at 1764720000000
+        --local-address 127.1.0.1,127.1.0.2 --start-at 1764720000000 [--rate 500 --gaps 1]
 """
 
 from __future__ import annotations
@@ -39,21 +42,32 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CONNECT_BATCH = 100
 
 
+#: Linux's IP_BIND_ADDRESS_NO_PORT: a socket bound to a source address gets
+#: its port at connect(), unique per 4-tuple, not at bind(), where the search
+#: for a port free on that address slows down as its ports fill.
+BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+#: The mask of every client frame.  RFC 6455 wants it unpredictable (against
+#: proxies that cache); no server checks, and an all-zero key saves XORing
+#: each Pong's payload in Python: the load generator's CPU is the machine's.
+MASK = b"\0\0\0\0"
+
+
 class Client:
-    __slots__ = ("buffer", "opened", "sock", "started")
+    __slots__ = ("buffer", "last", "opened", "pinged", "sock", "started")
 
     def __init__(self, sock: socket.socket, started: float) -> None:
         self.sock = sock
         self.started = started
         self.opened = False
+        self.pinged = False
         self.buffer = b""
+        self.last = 0.0  # open, then the latest Ping
 
 
 def masked(opcode: int, payload: bytes) -> bytes:
     """A client frame (client frames are masked, RFC 6455 section 5.3)."""
-    key = os.urandom(4)
-    body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + body
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + MASK + payload
 
 
 class Storm:
@@ -72,6 +86,9 @@ class Storm:
             "pings": 0, "pinged": 0, "closeCodes": {}, "errors": {}, "churned": 0,
         }  # fmt: skip
         self.opening: dict[str, int] = {}
+        self.gaps: dict[str, int] | None = {} if args.gaps else None
+        self.first: dict[str, int] = {}
+        self.rate = args.rate
         self.t0: float | None = None
         self.last_open: float | None = None
         self.announced = False
@@ -82,6 +99,8 @@ class Storm:
     def emit(self, kind: str) -> None:
         line = {"type": kind, "t": time.perf_counter(), **self.counts}
         line.update(opening=self.opening, t0=self.t0, lastOpen=self.last_open)
+        if self.gaps is not None:
+            line.update(gaps=self.gaps, first=self.first)
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
@@ -100,6 +119,7 @@ class Storm:
             sock.setblocking(False)
             try:
                 if self.sources:
+                    sock.setsockopt(socket.SOL_IP, BIND_ADDRESS_NO_PORT, 1)
                     sock.bind((self.sources[i % len(self.sources)], 0))
                 result = sock.connect_ex(self.address)
             except OSError as error:
@@ -170,6 +190,7 @@ class Storm:
             self.last_open = now
             step = str(int((now - client.started) * 100))
             self.opening[step] = self.opening.get(step, 0) + 1
+            client.last = now
             self.counts["opened"] += 1
             self.counts["open"] += 1
         self.frames(client)
@@ -192,6 +213,7 @@ class Storm:
             payload, buffer = buffer[start : start + length], buffer[start + length :]
             if opcode == 0x9:  # Ping
                 self.counts["pings"] += 1
+                self.ping_seen(client)
                 try:
                     client.sock.send(masked(0xA, payload))
                 except OSError as error:
@@ -210,6 +232,18 @@ class Storm:
                 return
         client.buffer = buffer
 
+    def ping_seen(self, client: Client) -> None:
+        if self.gaps is not None:
+            # 10 ms steps from the open to the first Ping, then between Pings.
+            now = time.perf_counter()
+            histogram = self.gaps if client.pinged else self.first
+            step = str(round((now - client.last) * 100))
+            histogram[step] = histogram.get(step, 0) + 1
+            client.last = now
+        if not client.pinged:
+            client.pinged = True
+            self.counts["pinged"] += 1
+
     # -- the loop ----------------------------------------------------------
 
     def command(self) -> None:
@@ -227,13 +261,20 @@ class Storm:
     def run(self, start_at_ms: float) -> None:
         self.selector.register(sys.stdin, READ, None)
         started = 0  # connects started so far
+        began: float | None = None
         while True:
             wait = start_at_ms / 1000 - time.time()
             if wait <= 0 and started < self.total:
                 # A batch at a time, answering what is ready in between: a
                 # client whose connect completed writes its request at once,
                 # rather than after 10,000 more sockets were made.
-                started = self.connect_some(started, CONNECT_BATCH)
+                batch = CONNECT_BATCH
+                if self.rate:
+                    began = time.monotonic() if began is None else began
+                    due = int(self.rate * (time.monotonic() - began)) + 1
+                    batch = max(0, min(batch, due - started))
+                    wait = 0.01  # look again soon for the next connects due
+                started = self.connect_some(started, batch)
             connected = started >= self.total
             timeout = None if connected else max(0.0, wait)
             for key, events in self.selector.select(timeout):
@@ -257,6 +298,8 @@ def main() -> None:
     parser.add_argument("--local-address", default="")
     parser.add_argument("--start-at", type=float, default=0.0, help="ms since the epoch")
     parser.add_argument("--open-ms", type=int, default=1, help="always on")
+    parser.add_argument("--rate", type=float, default=0.0, help="connects/s (default: all at once)")
+    parser.add_argument("--gaps", type=int, default=0, help="1: histogram the gaps between Pings")
     args = parser.parse_args()
     Storm(args).run(args.start_at)
 

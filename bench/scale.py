@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,10 @@ from _metrics import (
     top_bound,
 )
 from _procs import (
+    CLOCK_TICK,
     ROOT,
     LoadGenerator,
+    children,
     cpu_seconds,
     free_port,
     load_generator_ready,
@@ -134,6 +136,14 @@ class Run:
     exit_status: int | None = None
     shutdown_close_codes: dict[str, int] = field(default_factory=dict)
     server_log: str = ""
+    # CPU seconds from the first connect to the last open: "parent" (twistd),
+    # "workers" (all of them), "loaders".
+    open_cpu_s: dict[str, float] = field(default_factory=dict)
+    parent_cpu_percent: float = 0.0  # twistd itself over the hold (with --workers)
+    # Over the hold, % of one core, the whole machine: user, system, softirq...
+    machine_cpu_percent: dict[str, float] = field(default_factory=dict)
+    loaders_rss_mib: float = 0.0
+    sockstat: dict[str, int] = field(default_factory=dict)  # /proc/net/sockstat TCP line
     notes: list[str] = field(default_factory=list)
 
 
@@ -260,25 +270,64 @@ def loader_plan(connections: int, per_loader: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(loaders)]
 
 
-def measure(args: argparse.Namespace, interval: float, gc: str) -> Run:
+#: Starts the load generators of a run: (args, the server's URL, connections
+#: per generator) -> the generators.
+StartLoaders = Callable[[argparse.Namespace, str, list[int]], list[LoadGenerator]]
+
+
+def node_loaders(args: argparse.Namespace, url: str, plan: list[int]) -> list[LoadGenerator]:
+    """bench/load.mjs processes, each from its own 127.0.0.x."""
+    loaders = []
+    for i, count in enumerate(plan):
+        options: dict[str, object] = {"local-address": f"127.0.0.{2 + i}", "gaps": 1}
+        if args.churn:
+            options["churn"] = args.churn / len(plan)
+        loaders.append(LoadGenerator(args.node, url, count, args.concurrency, options))
+    return loaders
+
+
+def tree_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid`` and of its children (the workers of twistd)."""
+    own = cpu_seconds(pid)
+    theirs = 0.0
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            theirs += cpu_seconds(child)
+    return own, theirs
+
+
+def machine_fields() -> list[float]:
+    """/proc/stat's first line, seconds: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat") as f:
+        return [int(v) / CLOCK_TICK for v in f.readline().split()[1:9]]
+
+
+def sockstat() -> dict[str, int]:
+    """The TCP line of /proc/net/sockstat: inuse, orphan, tw, alloc, mem (pages)."""
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            words = line.split()[1:]
+            return {k: int(v) for k, v in zip(words[::2], words[1::2], strict=True)}
+    return {}
+
+
+def measure(
+    args: argparse.Namespace, interval: float, gc: str, start_loaders: StartLoaders = node_loaders
+) -> Run:
     timeout = args.timeout or interval
     run = Run(interval, timeout, gc, args.workers, args.connections, args.protocol, args.churn)
-    server = Server(args, interval, timeout, gc)
+    server = Server(args, interval, timeout, gc, extra=getattr(args, "server_extra", ()))
     run.server_log = str(server.log)
     loaders: list[LoadGenerator] = []
     try:
-        server.wait_ready(args.workers)
+        server.wait_ready(args.workers, timeout=30 + 3 * args.workers)
         time.sleep(GC_SETTLE)
         idle = scrape(server.metrics_url)
         idle_rss = {w: rss_kib(pid) for w, pid in server.pids(idle, args.workers).items()}
 
         started = time.monotonic()
-        plan = loader_plan(args.connections, args.per_loader)
-        for i, count in enumerate(plan):
-            options: dict[str, object] = {"local-address": f"127.0.0.{2 + i}", "gaps": 1}
-            if args.churn:
-                options["churn"] = args.churn / len(plan)
-            loaders.append(LoadGenerator(args.node, server.url, count, args.concurrency, options))
+        parent_cpu0, workers_cpu0 = tree_cpu(server.process.pid)
+        loaders = start_loaders(args, server.url, loader_plan(args.connections, args.per_loader))
         for loader in loaders:
             opened = loader.wait_for("open", 60 + args.connections / 200)
             run.opened += opened["opened"]
@@ -286,6 +335,12 @@ def measure(args: argparse.Namespace, interval: float, gc: str) -> Run:
             for code, n in opened["errors"].items():
                 run.open_errors[code] = run.open_errors.get(code, 0) + n
         run.ramp_s = time.monotonic() - started
+        parent_cpu1, workers_cpu1 = tree_cpu(server.process.pid)
+        run.open_cpu_s = {
+            "parent": parent_cpu1 - parent_cpu0,
+            "workers": workers_cpu1 - workers_cpu0 if args.workers > 1 else 0.0,
+            "loaders": sum(cpu_seconds(loader.process.pid) for loader in loaders),
+        }
         if run.open_failures:
             run.notes.append(f"{run.open_failures} connections failed to open: {run.open_errors}")
 
@@ -304,6 +359,8 @@ def measure(args: argparse.Namespace, interval: float, gc: str) -> Run:
         cpu_before = {w: cpu_seconds(pid) for w, pid in pids.items()}
         loaders_cpu_before = sum(cpu_seconds(loader.process.pid) for loader in loaders)
         busy_before, total_before = machine_busy()
+        fields_before = machine_fields()
+        parent_before = cpu_seconds(server.process.pid)
         t0 = time.monotonic()
         lag_max: dict[str, float] = {}
         while time.monotonic() - t0 < args.hold:
@@ -318,7 +375,18 @@ def measure(args: argparse.Namespace, interval: float, gc: str) -> Run:
         cpu_after = {w: cpu_seconds(pid) for w, pid in pids.items()}
         loaders_cpu = sum(cpu_seconds(loader.process.pid) for loader in loaders)
         busy_after, total_after = machine_busy()
+        fields_after = machine_fields()
+        parent_after = cpu_seconds(server.process.pid)
         clients_after = [loader.counts() for loader in loaders]
+        names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+        run.machine_cpu_percent = {
+            name: 100 * (after_s - before_s) / run.hold_s
+            for name, before_s, after_s in zip(names, fields_before, fields_after, strict=True)
+        }
+        if args.workers > 1:
+            run.parent_cpu_percent = 100 * (parent_after - parent_before) / run.hold_s
+        run.loaders_rss_mib = sum(rss_kib(loader.process.pid) for loader in loaders) / 1024
+        run.sockstat = sockstat()
 
         for worker, pid in pids.items():
             figures = process_figures(
@@ -344,7 +412,10 @@ def measure(args: argparse.Namespace, interval: float, gc: str) -> Run:
         client_totals(run, clients_before, clients_after)
 
         # Shutdown: every connection should get 1001 "going away".
-        run.exit_status, run.stop_s = server.stop(timeout=args.close_timeout + 30)
+        # The drain's own bound: the spread, the close timeout, and the 5 s
+        # the parent waits before it kills its workers.
+        drain = getattr(args, "drain_spread", 5.0) + args.close_timeout + 5
+        run.exit_status, run.stop_s = server.stop(timeout=drain + 55)
         time.sleep(1)
         for loader in loaders:
             counts = loader.counts()

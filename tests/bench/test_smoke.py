@@ -131,6 +131,24 @@ def test_fleet_scale_smoke_holds_connections_through_haproxy(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
+def test_half_million_smoke_holds_paced_lean_clients_and_says_what_the_log_costs(
+    tmp_path: Path,
+) -> None:
+    # In a network namespace of its own as root, else on the host's loopback.
+    data = run_bench(
+        "half_million.py", "--smoke", "--connection-log", "on,off", out=tmp_path / "h.json"
+    )
+    runs = data["runs"]
+    assert [r["notes"][-1] for r in runs] == ["--connection-log on", "--connection-log off"]  # type: ignore[index]
+    for run in runs:  # type: ignore[attr-defined]
+        assert run["opened"] == run["connections"] == 200, run
+        assert run["client_pings"] > 0 and run["exit_status"] == 0, run
+        assert run["shutdown_close_codes"] == {"1001": 200}, run
+        assert set(run["open_cpu_s"]) == {"parent", "workers", "loaders"}, run
+        assert run["sockstat"]["inuse"] >= 200, run
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="storm.py runs each storm in a network namespace of its own: needs root and ip(8)",

@@ -144,6 +144,8 @@ BAD_OPTIONS = [
     (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
     (["--demo", "maybe"], "--demo must be on or off"),
     (["--access-log", "yes"], "--access-log must be on or off, not 'yes'"),
+    (["--connection-log", "quiet"], "--connection-log must be on or off, not 'quiet'"),
+    (["--connection-log", ""], "--connection-log must be on or off, not ''"),
     (["--cors-origin", "ftp://files.example.com"], "--cors-origin must be * or an origin"),
     (["--cors-origin", "https://app.example.com/js"], "--cors-origin must be * or an origin"),
     (["--framing", "wsproto"], "--framing must be one of autobahn, twisted, not 'wsproto'"),

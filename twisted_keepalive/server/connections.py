@@ -26,7 +26,13 @@ class ConnectionTracker:
         may free.
     :ivar draining: set once the ports have closed for a drain: a connection
         whose handshake completes after that goes away at once.
+    :ivar log_connections: whether each connection's opening and closing is
+        logged (info events ``keepalive_event="open"`` / ``"close"``);
+        ``--connection-log off`` clears it.  Warnings (a heartbeat timeout
+        among them) are logged either way.
     """
+
+    log_connections = True
 
     def __init__(self) -> None:
         self.connections: set[Any] = set()

@@ -78,6 +78,16 @@ OPTION_PARAMETERS: list[list[Any]] = [
         "level).",
     ],
     [
+        "connection-log",
+        None,
+        "on",
+        "'on' to log every WebSocket connection's opening and closing (peer, close "
+        "code, reason, last latency) at info level; 'off' logs neither, for servers "
+        "with so many connections that the lines cost CPU (with --workers, each is "
+        "serialised by a worker and written by the parent). Timeouts, drains, "
+        "worker crashes and every warning are logged either way.",
+    ],
+    [
         "browser-heartbeat",
         None,
         None,

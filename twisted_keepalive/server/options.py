@@ -150,6 +150,7 @@ class Options(usage.Options):
             cors_origins=parsing.checked(cors_origins, self["cors-origin"]),
             worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
             access_log=parsing.on_off("access-log", self["access-log"]),
+            connection_log=parsing.on_off("connection-log", self["connection-log"]),
         )
 
     def worker_arguments(self) -> list[str]:

@@ -86,6 +86,7 @@ def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, Ta
     plain_debug_formatting()
     factory = ServerFactory(settings.external_url, reactor)
     factory.protocol = served_class(settings.protocol)
+    factory.log_connections = settings.connection_log
     factory.setProtocolOptions(  # type: ignore[no-untyped-call]
         allowedOrigins=list(settings.allowed_origins) or ["*"],
         maxMessagePayloadSize=settings.max_message_size,

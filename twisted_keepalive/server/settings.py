@@ -89,6 +89,8 @@ class Settings:
         probes unanswered before it is killed and replaced; ``None`` never.
     :ivar access_log: whether every plain HTTP request (pages, probes,
         scrapes) is logged, at info level.
+    :ivar connection_log: whether each WebSocket connection's opening and
+        closing is logged, at info level.
     """
 
     listen: tuple[str, ...] = (DEFAULT_LISTEN,)
@@ -109,6 +111,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT
     access_log: bool = False
+    connection_log: bool = True
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """

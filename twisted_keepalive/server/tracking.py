@@ -69,7 +69,10 @@ class TrackedConnection:
 
     def _onOpen(self) -> None:
         self._served_opened = True
-        _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
+        if self.factory.log_connections:
+            _log.info(
+                "WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open"
+            )
         super()._onOpen()  # type: ignore[misc]
         if self.factory.draining:
             # Its handshake was under way when the drain closed the ports:
@@ -84,7 +87,7 @@ class TrackedConnection:
         try:
             super().connectionLost(reason)  # type: ignore[misc]
         finally:
-            if self._served_opened:
+            if self._served_opened and self.factory.log_connections:
                 code, close_reason, clean = self._served_closed
                 timeout = self.keepalive_timeout
                 _log.info(

@@ -62,7 +62,10 @@ class TrackedWebConnection:
 
     def negotiationFinished(self) -> None:
         self._opened = True
-        _log.info("WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open")
+        if self.factory.log_connections:
+            _log.info(
+                "WebSocket connection from {peer} opened", peer=self.peer, keepalive_event="open"
+            )
         self.application.negotiationFinished()
         if self.factory.draining:
             # Its handshake was under way when the drain closed the ports.
@@ -81,7 +84,7 @@ class TrackedWebConnection:
         try:
             self.application.connectionLost(reason)
         finally:
-            if self._opened:
+            if self._opened and self.factory.log_connections:
                 self._log_close(reason)
             self.factory.connection_lost(self)
 

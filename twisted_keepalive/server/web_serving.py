@@ -53,6 +53,7 @@ def web_served(
     :func:`~twisted_keepalive.collect_stats` counts) and the resource.
     """
     tracker = WebServerFactory(settings.protocol)
+    tracker.log_connections = settings.connection_log
     keepalive: dict[str, Any] = settings.keepalive_given()
     factory = with_keepalive(tracker, reactor=reactor, **keepalive)
     # Twisted's factory type has buildProtocol return a protocol; ours may
