@@ -131,7 +131,6 @@ def test_fleet_scale_smoke_holds_connections_through_haproxy(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
-@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
 def test_half_million_smoke_holds_paced_lean_clients_and_says_what_the_log_costs(
     tmp_path: Path,
 ) -> None:
@@ -149,6 +148,7 @@ def test_half_million_smoke_holds_paced_lean_clients_and_says_what_the_log_costs
         assert run["sockstat"]["inuse"] >= 200, run
 
 
+@pytest.mark.skipif(not NODE_READY, reason=NODE_MISSING)
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
     reason="storm.py runs each storm in a network namespace of its own: needs root and ip(8)",
