@@ -4,7 +4,9 @@ One worker of ``--workers N``, as the parent runs it:
 :mod:`.workers.control`; not for running by hand).  It installs the
 parent's reactor, builds the same server as a single process, listening with
 ``SO_REUSEPORT``, logs to stdout as JSON records for the parent to pass on,
-and answers the parent's probes and its ``retire`` on stdin.
+and answers the parent's probes and its ``retire`` on stdin; while it
+drains, it reports the connections it has left every second
+(:mod:`.workers.progress`), so that the parent does not kill it mid-drain.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .workers.control import (
     read_probe,
 )
 from .workers.ports import Address, ReusePortEndpoint
+from .workers.progress import DrainReporter
 
 __all__ = ["main"]
 
@@ -82,6 +85,7 @@ class _Worker:
         self._stopping: Deferred[None] | None = None
         self._reactor_stopped = False
         self._signals = 0
+        self._progress = DrainReporter(lambda: len(service.factory.connections), reactor)
 
     def run(self) -> int:
         for signal_number in (signal.SIGTERM, signal.SIGINT):
@@ -141,7 +145,7 @@ class _Worker:
             return
         _log.info("retiring: draining without grace", keepalive_event="worker_retiring")
         retired = Deferred.fromCoroutine(self._retire())
-        self._stopping = retired
+        self._draining(retired)
         retired.addErrback(lambda failure: _log.failure("retiring failed", failure))
         retired.addBoth(lambda _: self.stop())
 
@@ -155,8 +159,18 @@ class _Worker:
         # The reactor waits for what this returns before it stops: a retire
         # under way goes on to its end (SIGTERM does not cut it short).
         if self._stopping is None and self._service.running:
-            self._stopping = self._service.stopService()
+            self._draining(self._service.stopService())
         return self._stopping
+
+    def _draining(self, stopping: Deferred[None]) -> None:
+        # Reports from now until the drain is done (or failed).
+        self._stopping = stopping
+        self._progress.start()
+        stopping.addBoth(self._drained)
+
+    def _drained(self, result: object) -> object:
+        self._progress.stop()
+        return result
 
     def stop(self) -> None:
         """Stop the reactor (once): the shutdown trigger stops the service."""

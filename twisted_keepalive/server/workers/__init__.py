@@ -25,6 +25,9 @@ modules, in the order a worker's life meets them:
   ``--worker-timeout`` is killed and replaced;
 - :mod:`.rolling` and :mod:`.hangup` -- SIGHUP replaces the workers one
   seat at a time, the port accepting throughout;
+- :mod:`.progress` -- a draining worker reports the connections it has
+  left every second; a worker told to stop or retire is killed only once
+  it has gone its drain's bound without progress;
 - :mod:`.metrics` -- with ``--metrics ENDPOINT``, each worker serves its own
   metrics on a loopback port the parent picked, and the parent serves them
   all at ``ENDPOINT/metrics``, each series labelled ``worker="0"`` to

@@ -36,7 +36,11 @@ does: the conversation's version stays 1.)
 
 **Stdout** carries the worker's log as JSON records (``jsonFileLogObserver``),
 which the parent relays into its own log; :data:`LISTENING` says the
-worker's ports listen.
+worker's ports listen, and :data:`DRAIN_PROGRESS`, once a second while it
+drains, how many connections it has left (:mod:`.progress`): the parent
+kills a draining worker only once that count has stopped falling.  (A
+worker of older code sends no such record; the parent then kills it, as it
+used to, the stop bound after it told it to stop.)
 
 Twisted's reactor is chosen by twistd (``--reactor``) before the plugin
 runs; each worker installs the same one by its plugin name
@@ -55,6 +59,7 @@ from twisted.application.reactors import getReactorTypes
 
 __all__ = [
     "COMMAND_VERSION",
+    "DRAIN_PROGRESS",
     "HURRY",
     "LISTENING",
     "PROBE_REPLY",
@@ -79,6 +84,10 @@ PROBE_REPLY = "worker_probe_reply"
 
 #: The ``keepalive_event`` a worker logs once its ports listen.
 LISTENING = "worker_listening"
+
+#: The ``keepalive_event`` a draining worker logs every second, with
+#: ``connections``, the number it still has.
+DRAIN_PROGRESS = "drain_progress"
 
 #: The line that tells a worker to drain without grace and exit.
 RETIRE = b"retire"

@@ -1,8 +1,8 @@
 """
 One worker process as the parent sees it (:class:`WorkerProcess`): its log
 records relayed into the parent's log, its answers to probes taken as signs
-of life, the moment it listens, its end, and what the parent tells it
-(probes, ``retire``, signals).
+of life, the moment it listens, its drain's progress, its end, and what the
+parent tells it (probes, ``retire``, signals).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel, eventFromJSON, globalLogPublisher
 from twisted.python.failure import Failure
 
-from .control import HURRY, LISTENING, PROBE_REPLY, RETIRE, STOP, probe_line
+from .control import DRAIN_PROGRESS, HURRY, LISTENING, PROBE_REPLY, RETIRE, STOP, probe_line
+from .progress import DrainProgress, ended_or_stalled
 
-__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within", "stop_all"]
+__all__ = ["Phase", "WorkerProcess", "exit_status", "fired_within", "log_stalled", "stop_all"]
 
 _log = Logger(namespace="twisted_keepalive")
 
@@ -62,6 +63,7 @@ class WorkerProcess(ProcessProtocol):
     :ivar answered_at: ``time.monotonic()`` of its last answer to a probe
         (of its start, before the first).
     :ivar exit_status: how it ended (see :func:`exit_status`), once it has.
+    :ivar progress: what it last said of its drain (:mod:`.progress`).
     """
 
     transport: Any
@@ -80,6 +82,7 @@ class WorkerProcess(ProcessProtocol):
         self.listening: Deferred[None] = Deferred()
         self.ended: Deferred[None] = Deferred()
         self.exit_status: str | None = None
+        self.progress = DrainProgress()
         self._on_exit = on_exit
         self._records = b""
         self._errors = b""
@@ -128,6 +131,9 @@ class WorkerProcess(ProcessProtocol):
                 self.answered_at = time.monotonic()
             return
         self._relay(event)
+        connections = event.get("connections")
+        if kind == DRAIN_PROGRESS and isinstance(connections, int):
+            self.progress.report(connections)
         if kind == LISTENING and not self.listening.called:
             if self.phase is Phase.STARTING:
                 self.phase = Phase.SERVING
@@ -224,22 +230,40 @@ def fired_within(clock: Any, seconds: float, *waited: Deferred[Any]) -> Deferred
 
 async def stop_all(workers: list[WorkerProcess], bound: float, clock: Any) -> None:
     """
-    Tell every one of ``workers`` to stop (each drains), and SIGKILL those
-    still running ``bound`` seconds later; returns once all have exited.
+    Tell every one of ``workers`` to stop (each drains), and SIGKILL each
+    one that goes ``bound`` seconds without progress in its drain (see
+    :func:`~.progress.ended_or_stalled`); returns once all have exited.
     """
     _log.info("stopping {count} workers", count=len(workers), keepalive_event="workers_stop")
     for worker in workers:
         worker.stop()
-    every_one = defer.DeferredList([w.ended for w in workers])
-    if await fired_within(clock, bound, every_one):
-        return
-    left = [w for w in workers if not w.ended.called]
-    _log.warn(
-        "killing {count} workers still running {seconds} s after they were told to stop",
-        count=len(left),
-        seconds=bound,
-        keepalive_event="workers_kill",
+    await defer.DeferredList(
+        [Deferred.fromCoroutine(_stopped(worker, bound, clock)) for worker in workers]
     )
-    for worker in left:
-        worker.signal("KILL")
-    await defer.DeferredList([w.ended for w in left])
+
+
+async def _stopped(worker: WorkerProcess, bound: float, clock: Any) -> None:
+    if await ended_or_stalled(clock, bound, worker.progress, worker.ended):
+        return
+    log_stalled(worker, bound, "stop", "workers_kill")
+    worker.signal("KILL")
+    await worker.ended
+
+
+def log_stalled(worker: WorkerProcess, bound: float, told: str, event: str) -> None:
+    """Say why ``worker``, told to ``told`` (stop, retire), is killed: its drain stalled."""
+    left = worker.progress.connections
+    why = (
+        f"it reported no progress in the {bound:g} s since it was told to {told}"
+        if left is None
+        else f"its drain made no progress for {bound:g} s ({left} connections left)"
+    )
+    _log.warn(
+        "killing worker {worker} (pid {worker_pid}): {why}",
+        worker=worker.index,
+        worker_pid=worker.pid,
+        why=why,
+        seconds=bound,
+        connections=left,
+        keepalive_event=event,
+    )

@@ -8,9 +8,11 @@ For each seat in turn: start a new worker, wait until it listens (at most
 stops listening, closes its connections with 1001 and exits, without the
 grace period a shutdown gives load balancers (the port never stopped
 accepting) -- and wait until it has exited before the next seat, so that
-only one worker's clients reconnect at a time.  The wait is bounded by the
-retiring worker's drain (``--drain-spread`` and ``--close-timeout``) and
-5 s more, after which the old worker is killed.
+only one worker's clients reconnect at a time.  The old worker is killed
+only once it has gone its drain's length (``--drain-spread`` and
+``--close-timeout``) and 5 s more without progress: without its count of
+connections falling (:mod:`.progress`), so that a busy machine's slow drain
+is not cut short and a hung worker does not hold the restart up.
 
 A new worker that exits or does not listen in time stops the rolling
 restart: the old worker keeps its seat and an error says why.  A SIGHUP
@@ -29,7 +31,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from .liveness import START_TIMEOUT
-from .process import WorkerProcess, fired_within
+from .process import WorkerProcess, fired_within, log_stalled
+from .progress import ended_or_stalled
 
 __all__ = ["RollingRestart", "Seats"]
 
@@ -52,7 +55,7 @@ class Seats(Protocol):
         """Give ``worker`` its seat; the worker that held it, if one still runs."""
 
     def retire_bound(self) -> float:
-        """Seconds a worker told to retire gets before it is killed."""
+        """Seconds a worker told to retire may go without progress before it is killed."""
 
 
 class RollingRestart:
@@ -131,15 +134,8 @@ class RollingRestart:
         )
         retiring.retire()
         bound = self._seats.retire_bound()
-        if not await fired_within(self._reactor, bound, retiring.ended):
-            _log.warn(
-                "killing worker {worker} (pid {worker_pid}): still running {seconds} s after "
-                "it was told to retire",
-                worker=index,
-                worker_pid=retiring.pid,
-                seconds=bound,
-                keepalive_event="worker_retire_kill",
-            )
+        if not await ended_or_stalled(self._reactor, bound, retiring.progress, retiring.ended):
+            log_stalled(retiring, bound, "retire", "worker_retire_kill")
             retiring.signal("KILL")
             await retiring.ended
         return True

@@ -47,8 +47,8 @@ __all__ = ["FIRST_RESTART_DELAY", "MAX_RESTART_DELAY", "STABLE_AFTER", "WorkersS
 
 _log = Logger(namespace="twisted_keepalive")
 
-#: Seconds a worker told to stop or retire gets, beyond its own drain, to
-#: exit before it is killed.
+#: Seconds a worker told to stop or retire gets, beyond its own drain,
+#: without progress before it is killed (see :mod:`.progress`).
 _EXIT_GRACE = 5.0
 
 
@@ -193,11 +193,11 @@ class WorkersService(MultiService):
         return self.workers.get(index)
 
     def retire_bound(self) -> float:
-        """Seconds a worker told to retire gets before it is killed: its drain, no grace."""
+        """Seconds a retiring worker may go without progress before it is killed: its drain."""
         return self.settings.drain_spread + self.settings.close_timeout + _EXIT_GRACE
 
     def stop_bound(self) -> float:
-        """Seconds a worker told to stop gets before it is killed: its whole drain."""
+        """Seconds a stopping worker may go without progress before it is killed: its drain."""
         return self.settings.drain_grace + self.retire_bound()
 
     def hurry(self) -> None:
