@@ -5,8 +5,10 @@ The plots of docs/performance.md, drawn from the benchmarks' JSON results
     python bench/plots.py        # bench/results/*.json -> docs/*.png
 
 - docs/ping-lateness.png: the ping-lateness distribution of each run of
-  bench/results/scale.json and scale-timer-per-ping.json (share of Pings per
-  lateness bucket, measured inside the server);
+  bench/results/scale.json, scale-timer-per-ping.json, scale-workers.json
+  (51,000 over 3 workers) and scale-300k.json (300,000 over 20 workers on
+  two cores with no idle CPU left: the tail past 50 ms) -- share of Pings
+  per lateness bucket, measured inside the server;
 - docs/herd.png: Pings per 500 ms as the clients saw them, over the first
   35 s after 6,000 clients connected, for each ``first_ping_spread``.
 """
@@ -107,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale",
         default=",".join(
-            str(BENCH / "results" / name) for name in ("scale.json", "scale-timer-per-ping.json")
+            str(BENCH / "results" / name) for name in (
+                "scale.json",
+                "scale-timer-per-ping.json",
+                "scale-workers.json",
+                "scale-300k.json",
+            )
         ),
         help="comma-separated scale.py results, drawn together",
     )
