@@ -142,6 +142,8 @@ BAD_OPTIONS = [
     (["--drain-grace", "-1"], "--drain-grace must be a number of seconds, 0 or more"),
     (["--drain-spread", "soon"], "--drain-spread must be a number of seconds, 0 or more"),
     (["--drain-spread", "inf"], "--drain-spread must be a number of seconds, 0 or more"),
+    (["--handshake-timeout", "0"], "--handshake-timeout must be a positive number of seconds"),
+    (["--handshake-timeout", "off"], "--handshake-timeout must be a positive number of seconds"),
     (["--demo", "maybe"], "--demo must be on or off"),
     (["--access-log", "yes"], "--access-log must be on or off, not 'yes'"),
     (["--connection-log", "quiet"], "--connection-log must be on or off, not 'quiet'"),

@@ -15,6 +15,7 @@ from .gc import GC_SCHEDULED
 from .settings import (
     DEFAULT_BACKLOG,
     DEFAULT_DRAIN_SPREAD,
+    DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_WORKER_TIMEOUT,
 )
@@ -45,6 +46,15 @@ OPTION_PARAMETERS: list[list[Any]] = [
         "Seconds a closing handshake may take (after a keepalive timeout, or at "
         "shutdown) before the TCP connection is aborted. "
         "[default: 10.0, or the close_timeout of a --protocol that subclasses KeepaliveMixin]",
+    ],
+    [
+        "handshake-timeout",
+        None,
+        str(DEFAULT_HANDSHAKE_TIMEOUT),
+        "Seconds a client may take from its TCP connect to the end of its opening "
+        "handshake, its HTTP request included, before the connection is closed (an "
+        "idle plain HTTP connection too). Raise it for slow clients, or for reconnect "
+        "storms on a busy machine, where an accepted client may wait its turn.",
     ],
     [
         "drain-grace",

@@ -151,6 +151,9 @@ class Options(usage.Options):
             worker_timeout=parsing.worker_timeout(self["worker-timeout"]),
             access_log=parsing.on_off("access-log", self["access-log"]),
             connection_log=parsing.on_off("connection-log", self["connection-log"]),
+            handshake_timeout=parsing.positive_seconds(
+                "handshake-timeout", self["handshake-timeout"]
+            ),
         )
 
     def worker_arguments(self) -> list[str]:

@@ -62,6 +62,13 @@ def seconds(option: str, text: str, *, allow_off: bool) -> float | None:
         raise usage.UsageError(f"{e}{'; off disables it' if allow_off else ''}") from None
 
 
+def positive_seconds(option: str, text: str) -> float:
+    """Seconds, more than 0 (a timeout that cannot be turned off)."""
+    checked = seconds(option, text, allow_off=False)
+    assert checked is not None
+    return checked
+
+
 def seconds_or_zero(option: str, text: str) -> float:
     """Seconds, 0 included (a drain's grace or spread)."""
     try:

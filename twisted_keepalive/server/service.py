@@ -46,11 +46,6 @@ def served_class(protocol: type[Any]) -> type[Any]:
     )
 
 
-#: Seconds an HTTP connection may stay idle on Twisted's framing: Autobahn's
-#: default opening-handshake timeout, which bounds it on Autobahn's.
-_WEB_IDLE_TIMEOUT = 5.0
-
-
 def build_site(
     websocket: Any,
     settings: Settings,
@@ -96,6 +91,9 @@ def autobahn_served(settings: Settings, reactor: Any) -> tuple[ServerFactory, Ta
         # ever cutting a handshake short; the keepalive's abort and the
         # shutdown's bound run on callLater and keep close_timeout exactly.
         closeHandshakeTimeout=settings.close_timeout + 1.0,
+        # --handshake-timeout bounds the opening handshake on either framing:
+        # here, and as the site's idle timeout (below) for the HTTP request.
+        openHandshakeTimeout=settings.handshake_timeout,
         # Send the Close frame with its code (1009 message too big, 1002
         # protocol error) before closing, rather than drop TCP unexplained.
         failByDrop=False,
@@ -112,7 +110,7 @@ def _served(settings: Settings, reactor: Any) -> tuple[ConnectionTracker, Any, A
         from .web_serving import web_served
 
         tracker, counted, resource = web_served(settings, reactor)
-        return tracker, counted, resource, _WEB_IDLE_TIMEOUT
+        return tracker, counted, resource, settings.handshake_timeout
     factory, takeover = autobahn_served(settings, reactor)
     # Idle HTTP connections go after Autobahn's opening-handshake timeout, as
     # they did before twisted.web parsed the handshake.

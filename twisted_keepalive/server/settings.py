@@ -44,6 +44,11 @@ DEFAULT_MAX_MESSAGE_SIZE = 2**20
 #: terminationGracePeriodSeconds) even with a few seconds of --drain-grace.
 DEFAULT_DRAIN_SPREAD = 5.0
 
+#: Seconds from a client's connect to the end of its opening handshake:
+#: Autobahn's own default.  A reconnect storm on a busy machine, or slow
+#: clients, may want more (nginx waits 60 s for a request's header).
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+
 #: Seconds; ``--worker-timeout``'s help text says why.
 DEFAULT_WORKER_TIMEOUT = 30.0
 
@@ -89,6 +94,8 @@ class Settings:
         probes unanswered before it is killed and replaced; ``None`` never.
     :ivar access_log: whether every plain HTTP request (pages, probes,
         scrapes) is logged, at info level.
+    :ivar handshake_timeout: seconds a client may take from its connect to
+        the end of its opening handshake (its HTTP request included).
     :ivar connection_log: whether each WebSocket connection's opening and
         closing is logged, at info level.
     """
@@ -112,6 +119,7 @@ class Settings:
     worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT
     access_log: bool = False
     connection_log: bool = True
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
 
     def keepalive_given(self) -> dict[str, float | bool | None]:
         """
