@@ -9,7 +9,6 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -17,7 +16,7 @@ from twisted.logger import LogEvent, LogLevel
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
 
-from tests.unit.test_site import upgrade
+from tests.unit.test_site import connect, upgrade
 from tests.unit.wire import parse_frames
 from twisted_keepalive.server.connections import ConnectionTracker
 from twisted_keepalive.server.framing import served_protocol
@@ -52,12 +51,8 @@ def _served(framing: str, clock: Clock, connection_log: bool) -> tuple[object, C
 
 
 def _open(site: object) -> StringTransport:
-    address = IPv4Address("TCP", "127.0.0.1", 40000)
-    channel = site.buildProtocol(address)  # type: ignore[attr-defined]
-    transport = StringTransport(peerAddress=address)
-    transport.protocol = channel  # type: ignore[attr-defined]
-    channel.makeConnection(transport)
-    channel.dataReceived(upgrade())
+    channel, transport = connect(site)
+    channel.dataReceived(upgrade())  # type: ignore[attr-defined]
     return transport
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 from types import MappingProxyType
 
 import pytest
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.usage import UsageError
 
-from tests.unit.test_site import upgrade
+from tests.unit.test_site import connect, upgrade
 from twisted_keepalive.server.framing import served_protocol
 from twisted_keepalive.server.health import Ready
 from twisted_keepalive.server.options import Options
@@ -36,12 +35,7 @@ def _site(framing: str, clock: Clock, handshake_timeout: float) -> object:
 
 
 def _connect(site: object) -> StringTransport:
-    address = IPv4Address("TCP", "127.0.0.1", 40000)
-    channel = site.buildProtocol(address)  # type: ignore[attr-defined]
-    transport = StringTransport(peerAddress=address)
-    transport.protocol = channel  # type: ignore[attr-defined]
-    channel.makeConnection(transport)
-    return transport
+    return connect(site)[1]
 
 
 def _closed(transport: StringTransport) -> bool:
